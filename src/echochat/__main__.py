@@ -1,0 +1,3 @@
+from echochat.cli.main import main
+
+main()

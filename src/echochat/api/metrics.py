@@ -1,0 +1,98 @@
+"""Prometheus metrics of one process, exposed at ``GET /metrics`` to authorised scrapers.
+
+Who may read: a request carrying ``Authorization: Bearer <metrics_token>`` (the setting), the
+way Prometheus' ``authorization`` scrape option sends it. Without the setting the endpoint
+answers 403. See docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from echochat.api.deps import Ctx
+from echochat.domain.errors import Forbidden, Unauthorized
+
+__all__ = ["Metrics", "MetricsMiddleware", "router"]
+
+router = APIRouter(include_in_schema=False)
+
+
+class Metrics:
+    """One registry per app, so tests and several apps in one process do not collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "echochat_http_requests_total",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "echochat_http_request_seconds",
+            "HTTP request latency by route template",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "echochat_http_in_flight", "HTTP requests being served", registry=self.registry
+        )
+
+
+class MetricsMiddleware:
+    """Counts requests by route *template* (never raw paths: unbounded label values)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        start = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.in_flight.dec()
+            route: Any = scope.get("route")
+            template = getattr(route, "path", None) or (
+                "/static" if scope["path"].startswith("/static/") else "unmatched"
+            )
+            self.metrics.requests.labels(template, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(template).observe(time.perf_counter() - start)
+
+
+@router.get("/metrics")
+async def metrics_endpoint(request: Request, ctx: Ctx) -> Response:
+    token = ctx.settings.metrics_token
+    header = request.headers.get("authorization", "")
+    if token is None:
+        raise Forbidden(
+            "metrics are disabled: set ECHOCHAT_METRICS_TOKEN and scrape with that bearer token",
+            code="metrics_disabled",
+        )
+    if not header.lower().startswith("bearer "):
+        raise Unauthorized("send Authorization: Bearer <metrics token>", code="metrics_auth")
+    presented = header[7:].strip().encode()
+    if not hmac.compare_digest(presented, token.get_secret_value().encode()):
+        raise Forbidden("wrong metrics token", code="metrics_auth")
+    metrics: Metrics = request.app.state.metrics
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,103 @@
+"""Engines for SQLite (embedded default) and PostgreSQL (cluster), one code path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from echochat.config import mask_url
+
+__all__ = ["Database", "DatabaseUnavailable"]
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or opened; the message names it (password masked)."""
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside the writer; synchronous=FULL makes a commit durable before
+    # we answer "ok" (ARCHITECTURE section 6); foreign keys are off by default in SQLite.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class Database:
+    """Owns the async engine. Create with :meth:`open`, end with :meth:`close`."""
+
+    def __init__(self, url: str, engine: AsyncEngine) -> None:
+        self.url = url
+        self.engine = engine
+
+    @classmethod
+    def create(cls, url: str, *, pool_size: int = 10) -> Database:
+        parsed = make_url(url)
+        kwargs: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        engine = create_async_engine(url, **kwargs)
+        if parsed.get_backend_name() == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return cls(url, engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url)
+
+    @property
+    def name(self) -> str:
+        """The database's name: the file for SQLite, the database for PostgreSQL."""
+        return make_url(self.url).database or ""
+
+    async def ping(self, timeout: float = 5.0) -> None:
+        """Round-trip to the database, or :class:`DatabaseUnavailable` naming why."""
+        try:
+            async with asyncio.timeout(timeout), self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except TimeoutError as exc:
+            raise DatabaseUnavailable(
+                f"database {self.masked_url} did not answer within {timeout:g}s"
+            ) from exc
+        except Exception as exc:
+            raise DatabaseUnavailable(
+                f"database {self.masked_url} is unreachable: {_reason(exc)}"
+            ) from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads (no commit needed)."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, secret-free reason for a connection failure."""
+    orig = getattr(exc, "orig", None) or exc
+    message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    return message[:200]

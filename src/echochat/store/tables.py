@@ -1,0 +1,123 @@
+"""Table definitions (SQLAlchemy Core). The schema itself is created only by migrations."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+)
+
+__all__ = [
+    "audit_log",
+    "metadata",
+    "permissions",
+    "role_assignments",
+    "role_permissions",
+    "roles",
+    "sessions",
+    "users",
+]
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Timestamp = DateTime(timezone=True)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("username", String(32), nullable=False),
+    Column("display_name", String(64), nullable=False),
+    Column("email", String(254), nullable=True),
+    Column("password_hash", String(255), nullable=True),
+    Column("created_at", Timestamp, nullable=False, server_default=func.now()),
+    Column("updated_at", Timestamp, nullable=False, server_default=func.now()),
+    Column("banned_at", Timestamp, nullable=True),
+    Column("ban_reason", String(500), nullable=True),
+)
+Index("uq_users_username_ci", func.lower(users.c.username), unique=True)
+Index("uq_users_email_ci", func.lower(users.c.email), unique=True)
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("description", String(200), nullable=False),
+)
+
+permissions = Table(
+    "permissions",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("description", String(200), nullable=False),
+)
+
+role_permissions = Table(
+    "role_permissions",
+    metadata,
+    Column("role", String(32), ForeignKey("roles.name", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "permission",
+        String(64),
+        ForeignKey("permissions.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+)
+
+role_assignments = Table(
+    "role_assignments",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(32), ForeignKey("roles.name", ondelete="CASCADE"), primary_key=True),
+    Column("granted_at", Timestamp, nullable=False, server_default=func.now()),
+    Column("granted_by", String(100), nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(43), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("device_label", String(120), nullable=False, server_default=""),
+    Column("user_agent", String(512), nullable=False, server_default=""),
+    Column("ip", String(64), nullable=False, server_default=""),
+    Column("created_at", Timestamp, nullable=False, server_default=func.now()),
+    Column("last_seen_at", Timestamp, nullable=False, server_default=func.now()),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("revoked_at", Timestamp, nullable=True),
+    Column("revoked_reason", String(64), nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Timestamp, nullable=False, server_default=func.now()),
+    Column("actor_id", Id, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target_type", String(32), nullable=False, server_default=""),
+    Column("target", String(200), nullable=False, server_default=""),
+    Column("ip", String(64), nullable=False, server_default=""),
+    Column("details", JSON, nullable=False, default=dict),
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_action", "action"),
+)
