@@ -24,6 +24,8 @@ from echochat.app import create_app
 from echochat.config import ResolvedSettings, load_settings
 from tests import services
 
+pytest.register_assert_rewrite("tests.bus_contract")
+
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
 
@@ -33,11 +35,15 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("SERVICES MISSING: tests were skipped", sep="!", red=True)
         for line in services.MISSING:
             terminalreporter.line(f"  {line}", red=True)
-        terminalreporter.line("  Start them (see CONTRIBUTING.md) or set ECHOCHAT_REQUIRE_SERVICES=1 "
-                              "to make this an error.", red=True)
+        terminalreporter.line(
+            "  Start them (see CONTRIBUTING.md) or set ECHOCHAT_REQUIRE_SERVICES=1 "
+            "to make this an error.",
+            red=True,
+        )
 
 
 # --- settings and in-process apps ----------------------------------------------------------
+
 
 @pytest.fixture
 def output_dir(request: pytest.FixtureRequest) -> Path:
@@ -68,14 +74,18 @@ def settings(make_settings: Callable[..., ResolvedSettings]) -> ResolvedSettings
 async def client(settings: ResolvedSettings) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to a started app (lifespan run) on a temporary SQLite db."""
     app = create_app(settings.settings)
-    async with LifespanManager(app) as manager, httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=manager.app),
-        base_url=settings.settings.public_url,
-    ) as http:
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app),
+            base_url=settings.settings.public_url,
+        ) as http,
+    ):
         yield http
 
 
 # --- PostgreSQL and Redis -------------------------------------------------------------------
+
 
 async def _pg_admin(sql: str) -> None:
     import asyncpg
@@ -132,6 +142,7 @@ def redis_prefix(redis_server: str) -> Iterator[str]:
 
 
 # --- live server processes ------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -195,9 +206,7 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server_factory(
-    tmp_path: Path, output_dir: Path
-) -> Iterator[Callable[..., LiveServer]]:
+def live_server_factory(tmp_path: Path, output_dir: Path) -> Iterator[Callable[..., LiveServer]]:
     started: list[LiveServer] = []
 
     def make(env: dict[str, str] | None = None, data_dir: Path | None = None) -> LiveServer:

@@ -10,17 +10,29 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from echochat import __version__
-from echochat.api import health, metrics, pages
-from echochat.api.errors import install_error_handlers
+from echochat.api import auth, health, metrics, pages
+from echochat.api.csrf import CsrfMiddleware
+from echochat.api.errors import UnexpectedErrorMiddleware, install_error_handlers
 from echochat.api.security import SecurityHeadersMiddleware
 from echochat.bus import Bus
 from echochat.bus.memory import MemoryBus
 from echochat.config import Settings, load_settings
+from echochat.integrations.email import ConsoleMailer, Mailer, SmtpMailer
+from echochat.integrations.ratelimit import RateLimiter
 from echochat.services import Context
+from echochat.services.mail import keep_in_outbox
+from echochat.services.tokens import TokenKeys
 from echochat.store import Database
 from echochat.store.migrate import ensure_current
 
-__all__ = ["create_app", "create_app_from_environment", "make_bus", "make_database"]
+__all__ = [
+    "create_app",
+    "create_app_from_environment",
+    "make_bus",
+    "make_context",
+    "make_database",
+    "make_mailer",
+]
 
 log = logging.getLogger("echochat")
 
@@ -37,10 +49,38 @@ def make_bus(settings: Settings) -> Bus:
     return MemoryBus()
 
 
-def create_app(settings: Settings) -> FastAPI:
+def make_mailer(settings: Settings, db: Database) -> Mailer:
+    if settings.email_backend == "smtp":
+        return SmtpMailer(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.email_from,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            security=settings.smtp_security,
+            timeout=settings.smtp_timeout,
+        )
+    return ConsoleMailer(sink=lambda email: keep_in_outbox(db, email))
+
+
+def make_context(settings: Settings) -> Context:
+    """Every concrete collaborator, chosen by settings: the app and the CLI share this."""
     db = make_database(settings)
-    bus = make_bus(settings)
-    ctx = Context(settings=settings, db=db, bus=bus)
+    return Context(
+        settings=settings,
+        db=db,
+        bus=make_bus(settings),
+        keys=TokenKeys(
+            settings.secret(), issuer=settings.public_url, access_ttl=settings.access_token_ttl
+        ),
+        limiter=RateLimiter(settings.redis_url, prefix=settings.redis_prefix),
+        mailer=make_mailer(settings, db),
+    )
+
+
+def create_app(settings: Settings, *, ctx: Context | None = None) -> FastAPI:
+    ctx = ctx or make_context(settings)
+    db, bus = ctx.db, ctx.bus
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +90,8 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await ctx.drain()
+            await ctx.limiter.close()
             await bus.close()
             await db.close()
 
@@ -65,9 +107,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics.Metrics()
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(auth.router)
     app.include_router(metrics.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(packages=[("echochat.web", "static")]), name="static")
+    app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(CsrfMiddleware)
     app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(SecurityHeadersMiddleware, https=settings.secure_cookies)
     return app

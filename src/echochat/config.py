@@ -10,7 +10,9 @@ passed in; nothing imports a global settings object.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 import stat
 import tomllib
@@ -19,7 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "ENV_PREFIX",
@@ -52,8 +62,9 @@ class Settings(BaseModel):
         description="Folder for the SQLite database, uploads and the secret key.",
     )
     public_url: str = Field(
-        default="http://127.0.0.1:8000",
-        description="The URL people type to reach this server (used in links and cookies).",
+        default="",
+        description="The URL people type to reach this server (links, cookies, origin check). "
+        "Empty means http://HOST:PORT.",
     )
     host: str = Field(default="127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port the HTTP server binds to.")
@@ -93,6 +104,71 @@ class Settings(BaseModel):
     max_frame_bytes: int = Field(
         default=65536, ge=1024, le=16 * 1024 * 1024, description="Largest WebSocket frame."
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Proxy addresses or networks (CIDR) whose X-Forwarded-For is believed.",
+    )
+
+    # accounts and sessions
+    access_token_ttl: int = Field(
+        default=600, ge=60, le=3600, description="Lifetime of an access token, seconds."
+    )
+    session_ttl: int = Field(
+        default=30 * 86400,
+        ge=3600,
+        le=365 * 86400,
+        description="A session ends this many seconds after its last refresh.",
+    )
+    refresh_grace: float = Field(
+        default=10.0,
+        ge=0,
+        le=60,
+        description="Seconds during which a just-rotated refresh token answers 409 instead of "
+        "counting as reuse (two tabs refreshing at once).",
+    )
+    reset_pin_length: int = Field(default=6, ge=6, le=12, description="Digits in a reset PIN.")
+    admin_claim_ttl: int = Field(
+        default=24 * 3600, ge=300, description="Lifetime of the first-admin claim link, seconds."
+    )
+
+    # rate limits ("N per period" strings in the syntax of the `limits` library)
+    rate_limit_login_ip: str = Field(default="30/minute", description="Logins per IP.")
+    rate_limit_login_account: str = Field(
+        default="10/15minutes", description="Failed logins per account."
+    )
+    rate_limit_register_ip: str = Field(default="10/hour", description="Registrations per IP.")
+    rate_limit_reset_ip: str = Field(default="10/hour", description="Reset requests per IP.")
+    rate_limit_reset_account: str = Field(
+        default="3/hour", description="Reset requests per account."
+    )
+
+    # email
+    email_backend: Literal["console", "smtp"] = Field(
+        default="console", description="console: log and keep in the outbox; smtp: send."
+    )
+    email_from: str = Field(
+        default="EchoChat <echochat@localhost>", description="From: of outgoing email."
+    )
+    smtp_host: str = Field(default="localhost", description="SMTP server.")
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port.")
+    smtp_username: str | None = Field(default=None, description="SMTP login.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (port 587), tls (port 465) or none."
+    )
+    smtp_timeout: float = Field(default=20.0, gt=0, le=300, description="SMTP timeout, seconds.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_public_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("public_url"):
+            host = str(data.get("host") or "127.0.0.1")
+            if host in ("0.0.0.0", "::", ""):  # noqa: S104 - displaying, not binding
+                host = "127.0.0.1"
+            if ":" in host:
+                host = f"[{host}]"
+            data = {**data, "public_url": f"http://{host}:{data.get('port') or 8000}"}
+        return data
 
     @field_validator("public_url")
     @classmethod
@@ -124,6 +200,29 @@ class Settings(BaseModel):
                 raise ValueError(f"{origin!r} is not an origin like https://chat.example.org")
             out.append(urlunsplit((parts.scheme, parts.netloc, "", "", "")))
         return out
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network (CIDR)") from exc
+        return value
+
+    @field_validator(
+        "rate_limit_login_ip",
+        "rate_limit_login_account",
+        "rate_limit_register_ip",
+        "rate_limit_reset_ip",
+        "rate_limit_reset_account",
+    )
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        if not re.fullmatch(r"\s*\d+\s*/\s*\d*\s*(second|minute|hour|day)s?\s*", value):
+            raise ValueError(f"{value!r} is not a rate such as '10/minute' or '5/15minutes'")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -213,23 +312,26 @@ class ResolvedSettings:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
+    """The URL with any password (in the user info or a ``password=`` query) as ``***``."""
     parts = urlsplit(url)
-    if parts.password is None:
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = re.sub(r"(?i)(^|&)(password|pass|pwd)=[^&]*", r"\1\2=***", parts.query)
+    if netloc == parts.netloc and query == parts.query:
         return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = netloc[0].split(":", 1)[0]
-    return urlunsplit((parts.scheme, f"{userinfo}:***@{netloc[1]}", parts.path, parts.query, ""))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-_LIST_FIELDS = {"allowed_origins"}
+_LIST_FIELDS = {"allowed_origins", "trusted_proxies"}
 
 
 def _env_values(environ: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in Settings.model_fields:
         key = ENV_PREFIX + name.upper()
-        if key in environ:
+        if environ.get(key, "").strip():  # empty means unset, as the descriptions say
             raw = environ[key]
             if name in _LIST_FIELDS:
                 values[name] = [item.strip() for item in raw.split(",") if item.strip()]
@@ -258,16 +360,19 @@ def _file_values(path: Path) -> dict[str, Any]:
     return dict(section)
 
 
-def _format_validation_error(exc: ValidationError, provenance: dict[str, Provenance]) -> str:
-    err = exc.errors()[0]
-    name = str(err["loc"][0]) if err["loc"] else "settings"
-    where = provenance.get(name, "default")
-    source = {
+def _source_label(name: str, where: Provenance) -> str:
+    return {
         "env": f"environment variable {ENV_PREFIX}{name.upper()}",
         "file": f"'{name}' in the config file",
         "default": f"default of '{name}'",
         "generated": f"generated '{name}'",
     }[where]
+
+
+def _format_validation_error(exc: ValidationError, provenance: dict[str, Provenance]) -> str:
+    err = exc.errors()[0]
+    name = str(err["loc"][0]) if err["loc"] else "settings"
+    source = _source_label(name, provenance.get(name, "default"))
     message = str(err["msg"]).removeprefix("Value error, ")
     return f"invalid setting {name} (from {source}): {message}"
 
@@ -336,8 +441,10 @@ def load_settings(
             settings = settings.model_copy(update={"secret_key": SecretStr(secret)})
             provenance["secret_key"] = "generated"
     elif len(settings.secret_key.get_secret_value()) < 32:
+        source = _source_label("secret_key", provenance.get("secret_key", "default"))
         raise ConfigError(
-            "invalid setting secret_key: it must be at least 32 characters; generate one with "
+            f"invalid setting secret_key (from {source}): it must be at least 32 characters; "
+            "generate one with "
             "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
         )
     return ResolvedSettings(settings, provenance, used_file, notes)

@@ -1,8 +1,8 @@
 """Every error leaves as ``{"error": {"code", "message"}}`` with a fitting status.
 
 Framework errors (404 for unknown paths, 405, 422 from validation) are reshaped too, and an
-unexpected exception becomes a 500 with a request id and no stack trace; the trace goes to
-the log only.
+unexpected exception becomes a 500 with a request id and no stack trace
+(:class:`UnexpectedErrorMiddleware`); the trace goes to the log only.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from echochat.api.responses import JSON
 from echochat.domain.errors import DomainError, RateLimited
 
-__all__ = ["error_body", "install_error_handlers"]
+__all__ = ["UnexpectedErrorMiddleware", "error_body", "install_error_handlers"]
 
 log = logging.getLogger("echochat.api")
 
@@ -79,17 +80,43 @@ async def _validation_error(_: Request, exc: Exception) -> JSON:
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSON:
+def _internal_error(method: str, path: str) -> JSON:
     request_id = secrets.token_hex(6)
-    log.exception("unhandled error %s on %s %s", request_id, request.method, request.url.path)
+    log.exception("unhandled error %s on %s %s", request_id, method, path)
     return JSON(
         error_body("internal", f"unexpected server error; quote {request_id} when reporting it"),
         status_code=500,
     )
 
 
+class UnexpectedErrorMiddleware:
+    """Turns an unexpected exception into the JSON 500 *inside* the other middleware, so the
+    answer still gets the security headers (Starlette's own handler sits outside them)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            if started:
+                raise
+            await _internal_error(scope["method"], scope["path"])(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)

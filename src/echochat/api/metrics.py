@@ -1,8 +1,8 @@
 """Prometheus metrics of one process, exposed at ``GET /metrics`` to authorised scrapers.
 
-Who may read: a request carrying ``Authorization: Bearer <metrics_token>`` (the setting), the
-way Prometheus' ``authorization`` scrape option sends it. Without the setting the endpoint
-answers 403. See docs/operations.md.
+Who may read: a scraper sending ``Authorization: Bearer <metrics_token>`` (the setting), the
+way Prometheus' ``authorization`` scrape option sends it, or a signed-in user holding
+``admin:basic``. Everyone else gets 401/403. See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from echochat.api.deps import Ctx
-from echochat.domain.errors import Forbidden, Unauthorized
+from echochat.api.deps import Ctx, bearer_token, current_principal
+from echochat.domain.errors import Forbidden
 
 __all__ = ["Metrics", "MetricsMiddleware", "router"]
 
@@ -82,17 +82,18 @@ class MetricsMiddleware:
 
 @router.get("/metrics")
 async def metrics_endpoint(request: Request, ctx: Ctx) -> Response:
+    """Prometheus text for a scraper with the metrics token, or a signed-in admin."""
     token = ctx.settings.metrics_token
-    header = request.headers.get("authorization", "")
-    if token is None:
-        raise Forbidden(
-            "metrics are disabled: set ECHOCHAT_METRICS_TOKEN and scrape with that bearer token",
-            code="metrics_disabled",
-        )
-    if not header.lower().startswith("bearer "):
-        raise Unauthorized("send Authorization: Bearer <metrics token>", code="metrics_auth")
-    presented = header[7:].strip().encode()
-    if not hmac.compare_digest(presented, token.get_secret_value().encode()):
-        raise Forbidden("wrong metrics token", code="metrics_auth")
+    presented = bearer_token(request)
+    if not (
+        token is not None
+        and presented is not None
+        and hmac.compare_digest(presented.encode(), token.get_secret_value().encode())
+    ):
+        principal = await current_principal(request, ctx)
+        if not principal.can("admin:basic"):
+            raise Forbidden(
+                "metrics are for admins and the metrics scraper", code="permission_denied"
+            )
     metrics: Metrics = request.app.state.metrics
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

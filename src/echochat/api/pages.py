@@ -1,14 +1,22 @@
 """Server-rendered page shells (Jinja). Pages carry no inline script: modules load from
-/static, and data reaches them through the API."""
+/static and talk to the API. Each page makes sure the browser holds a CSRF token that is
+valid for its session."""
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import quote
+
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from echochat import __version__
+from echochat.api.cookies import CSRF_COOKIE, read_access_cookie, set_csrf_cookie
+from echochat.api.deps import Ctx
+from echochat.domain.errors import DomainError
+from echochat.services.accounts import Principal, authenticate
 
 __all__ = ["router", "templates"]
 
@@ -22,6 +30,84 @@ templates = Jinja2Templates(
 router = APIRouter(include_in_schema=False)
 
 
+async def _viewer(request: Request, ctx: Ctx) -> Principal | None:
+    """The signed-in user of this browser, if its session is still alive (an expired access
+    token is fine here: the page's script refreshes it)."""
+    token = read_access_cookie(request, ctx.settings)
+    if not token:
+        return None
+    try:
+        return await authenticate(ctx, token, allow_expired=True)
+    except DomainError:
+        return None
+
+
+def _render(
+    request: Request, ctx: Ctx, name: str, viewer: Principal | None, **extra: Any
+) -> Response:
+    response = templates.TemplateResponse(
+        request, name, {"version": __version__, "viewer": viewer, **extra}
+    )
+    session_id = viewer.session_id if viewer else None
+    try:
+        ctx.keys.check_csrf(
+            request.cookies.get(CSRF_COOKIE), request.cookies.get(CSRF_COOKIE), session_id
+        )
+    except DomainError:
+        set_csrf_cookie(response, ctx.settings, ctx.keys.issue_csrf(session_id))
+    return response
+
+
+def _signed_in_only(request: Request) -> RedirectResponse:
+    return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+
+
 @router.get("/", response_class=HTMLResponse)
-async def landing(request: Request) -> HTMLResponse:
-    return templates.TemplateResponse(request, "index.html", {"version": __version__})
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, ctx: Ctx) -> Response:
+    viewer = await _viewer(request, ctx)
+    if viewer is not None:
+        return RedirectResponse("/chat", status_code=303)
+    return _render(request, ctx, "index.html", None)
+
+
+@router.get("/register", response_class=HTMLResponse)
+async def register_page(request: Request, ctx: Ctx) -> Response:
+    return _render(request, ctx, "register.html", await _viewer(request, ctx))
+
+
+@router.get("/forgot", response_class=HTMLResponse)
+async def forgot_page(request: Request, ctx: Ctx) -> Response:
+    return _render(request, ctx, "forgot.html", await _viewer(request, ctx))
+
+
+@router.get("/reset", response_class=HTMLResponse)
+async def reset_page(request: Request, ctx: Ctx) -> Response:
+    return _render(
+        request,
+        ctx,
+        "reset.html",
+        await _viewer(request, ctx),
+        pin_length=ctx.settings.reset_pin_length,
+    )
+
+
+@router.get("/claim", response_class=HTMLResponse)
+async def claim_page(request: Request, ctx: Ctx) -> Response:
+    return _render(request, ctx, "claim.html", await _viewer(request, ctx))
+
+
+@router.get("/devices", response_class=HTMLResponse)
+async def devices_page(request: Request, ctx: Ctx) -> Response:
+    viewer = await _viewer(request, ctx)
+    if viewer is None:
+        return _signed_in_only(request)
+    return _render(request, ctx, "devices.html", viewer)
+
+
+@router.get("/chat", response_class=HTMLResponse)
+async def chat_page(request: Request, ctx: Ctx) -> Response:
+    viewer = await _viewer(request, ctx)
+    if viewer is None:
+        return _signed_in_only(request)
+    return _render(request, ctx, "chat.html", viewer)

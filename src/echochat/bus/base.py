@@ -6,7 +6,8 @@ is told so (:class:`BusOverflow`) and resynchronises from the database; nothing 
 a message arriving.
 
 Implementations: :mod:`echochat.bus.memory` (one process) and :mod:`echochat.bus.redis`
-(any number of processes). Both pass ``tests/unit/test_bus_contract.py``.
+(any number of processes). Both pass the contract in ``tests/bus_contract.py``. Any
+operation may raise :class:`BusUnavailable` when the backend is lost.
 """
 
 from __future__ import annotations
@@ -90,6 +91,12 @@ class Subscription:
             self._queue.put_nowait(_OVERFLOW)
             return
         self._queue.put_nowait((channel, payload))
+
+    def signal_overflow(self) -> None:
+        """Tell the consumer that messages may have been lost (e.g. the bus reconnected):
+        its next read raises :class:`BusOverflow` and it resynchronises from the database."""
+        if not self.closed:
+            self._put_control(_OVERFLOW)
 
     def _put_control(self, item: object) -> None:
         self._clear()

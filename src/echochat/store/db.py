@@ -21,7 +21,21 @@ class DatabaseUnavailable(Exception):
     """The database cannot be reached or opened; the message names it (password masked)."""
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event (below) issue BEGIN itself: the driver's own implicit
+    # BEGIN comes only before the first write, leaving earlier reads outside the transaction.
+    dbapi_connection.isolation_level = None
+    _sqlite_pragmas(dbapi_connection)
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Write transactions take the write lock up front (BEGIN IMMEDIATE), so a
+    # check-then-write (e.g. "is this the last admin?") cannot interleave with another.
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _sqlite_pragmas(dbapi_connection: Any) -> None:
     # WAL lets readers run beside the writer; synchronous=FULL makes a commit durable before
     # we answer "ok" (ARCHITECTURE section 6); foreign keys are off by default in SQLite.
     cursor = dbapi_connection.cursor()
@@ -43,14 +57,12 @@ class Database:
     def create(cls, url: str, *, pool_size: int = 10) -> Database:
         parsed = make_url(url)
         kwargs: dict[str, Any] = {}
-        if parsed.get_backend_name() == "sqlite":
-            if parsed.database:
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        else:
+        if parsed.get_backend_name() != "sqlite":
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         engine = create_async_engine(url, **kwargs)
         if parsed.get_backend_name() == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(engine.sync_engine, "connect", _sqlite_connect)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return cls(url, engine)
 
     @property
@@ -60,6 +72,15 @@ class Database:
     @property
     def masked_url(self) -> str:
         return mask_url(self.url)
+
+    @property
+    def missing_file(self) -> Path | None:
+        """For SQLite, the database file if it does not exist yet; else None."""
+        url = make_url(self.url)
+        if url.get_backend_name() != "sqlite" or not url.database:
+            return None
+        path = Path(url.database)
+        return None if path.exists() else path
 
     @property
     def name(self) -> str:
@@ -82,9 +103,13 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        async with self.engine.begin() as conn:
-            yield conn
+        """One write transaction: committed when the block ends, rolled back if it raises.
+        On SQLite it holds the write lock from the start (BEGIN IMMEDIATE)."""
+        async with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                await conn.execution_options(sqlite_begin="IMMEDIATE")
+            async with conn.begin():
+                yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -13,16 +15,24 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
+    TypeDecorator,
     func,
 )
+from sqlalchemy.engine import Dialect
 
 __all__ = [
+    "admin_claims",
     "audit_log",
+    "email_outbox",
     "metadata",
+    "password_resets",
     "permissions",
+    "refresh_tokens",
     "role_assignments",
     "role_permissions",
     "roles",
+    "server_settings",
     "sessions",
     "users",
 ]
@@ -38,7 +48,29 @@ metadata = MetaData(naming_convention=NAMING)
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 Id = BigInteger().with_variant(Integer(), "sqlite")
-Timestamp = DateTime(timezone=True)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both engines (SQLite keeps no zone: it stores naive UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use datetime.now(UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Timestamp = UtcDateTime()
 
 users = Table(
     "users",
@@ -120,4 +152,64 @@ audit_log = Table(
     Column("details", JSON, nullable=False, default=dict),
     Index("ix_audit_log_at", "at"),
     Index("ix_audit_log_action", "action"),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column(
+        "session_id",
+        String(43),
+        ForeignKey("sessions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("issued_at", Timestamp, nullable=False),
+    Column("used_at", Timestamp, nullable=True),
+)
+
+password_resets = Table(
+    "password_resets",
+    metadata,
+    Column("id", String(43), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("binding_hash", String(64), nullable=False, unique=True),
+    Column("pin_hash", String(64), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("link_expires_at", Timestamp, nullable=False),
+    Column("pin_expires_at", Timestamp, nullable=False),
+    Column("pin_attempts", Integer, nullable=False, server_default="0"),
+    Column("used_at", Timestamp, nullable=True),
+    Column("ip", String(64), nullable=False, server_default=""),
+)
+
+admin_claims = Table(
+    "admin_claims",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("used_at", Timestamp, nullable=True),
+    Column("used_by", Id, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+)
+
+email_outbox = Table(
+    "email_outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_at", Timestamp, nullable=False, server_default=func.now()),
+    Column("to_addr", String(254), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+)
+
+server_settings = Table(
+    "server_settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", Timestamp, nullable=False, server_default=func.now()),
+    Column("updated_by", String(100), nullable=False, server_default=""),
 )

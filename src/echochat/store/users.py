@@ -5,23 +5,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from echochat.domain.errors import Conflict
 from echochat.store.tables import role_assignments, role_permissions, roles, users
 
 __all__ = [
     "UserRow",
     "admins",
     "assign_role_txn",
+    "by_id",
+    "by_login_with_hash",
     "by_username",
+    "count_users",
     "count_with_role",
+    "insert_user_txn",
     "known_roles",
     "lock_role_txn",
     "permissions_of",
     "role_permission_table",
     "roles_of",
+    "set_password_txn",
     "unassign_role_txn",
+    "update_profile_txn",
 ]
 
 
@@ -53,7 +61,7 @@ async def by_username(conn: AsyncConnection, username: str) -> UserRow | None:
             select(*_COLUMNS).where(func.lower(users.c.username) == username.lower())
         )
     ).first()
-    return None if row is None else UserRow(*row)
+    return None if row is None else UserRow(**row._mapping)
 
 
 async def roles_of(conn: AsyncConnection, user_id: int) -> set[str]:
@@ -93,7 +101,7 @@ async def admins(conn: AsyncConnection) -> list[UserRow]:
         .where(role_assignments.c.role == "admin")
         .order_by(users.c.username)
     )
-    return [UserRow(*row) for row in rows]
+    return [UserRow(**row._mapping) for row in rows]
 
 
 async def count_with_role(conn: AsyncConnection, role: str, *, active_only: bool = True) -> int:
@@ -131,3 +139,86 @@ async def unassign_role_txn(conn: AsyncConnection, user_id: int, role: str) -> b
         )
     )
     return bool(result.rowcount)
+
+
+async def by_id(conn: AsyncConnection, user_id: int) -> UserRow | None:
+    row = (await conn.execute(select(*_COLUMNS).where(users.c.id == user_id))).first()
+    return None if row is None else UserRow(**row._mapping)
+
+
+async def by_login_with_hash(
+    conn: AsyncConnection, login: str
+) -> tuple[UserRow, str | None] | None:
+    """The user whose username or email is ``login`` (case-insensitively), with the hash."""
+    key = login.strip().lower()
+    row = (
+        await conn.execute(
+            select(*_COLUMNS, users.c.password_hash)
+            .where(or_(func.lower(users.c.username) == key, func.lower(users.c.email) == key))
+            .order_by(users.c.id)
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    fields = dict(row._mapping)
+    password_hash = fields.pop("password_hash")
+    return UserRow(**fields), password_hash
+
+
+async def count_users(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.count()).select_from(users))).scalar_one())
+
+
+async def insert_user_txn(
+    conn: AsyncConnection,
+    *,
+    username: str,
+    display_name: str,
+    email: str | None,
+    password_hash: str | None,
+) -> int:
+    """Insert a user; :class:`Conflict` (``username_taken``/``email_taken``) when taken."""
+    taken = await conn.execute(
+        select(func.lower(users.c.username), func.lower(users.c.email)).where(
+            or_(
+                func.lower(users.c.username) == username.lower(),
+                func.lower(users.c.email) == (email or "").lower(),
+            )
+        )
+    )
+    for name, mail in taken:
+        if name == username.lower():
+            raise Conflict("that username is taken", code="username_taken")
+        if email and mail == email.lower():
+            raise Conflict("that email address is already registered", code="email_taken")
+    try:
+        result = await conn.execute(
+            insert(users)
+            .values(
+                username=username,
+                display_name=display_name,
+                email=email,
+                password_hash=password_hash,
+            )
+            .returning(users.c.id)
+        )
+    except IntegrityError as exc:  # a concurrent registration won the race; caller rolls back
+        raise Conflict("that username or email is taken", code="username_taken") from exc
+    return int(result.scalar_one())
+
+
+async def set_password_txn(conn: AsyncConnection, user_id: int, password_hash: str) -> None:
+    await conn.execute(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(password_hash=password_hash, updated_at=func.now())
+    )
+
+
+async def update_profile_txn(conn: AsyncConnection, user_id: int, *, display_name: str) -> None:
+    await conn.execute(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(display_name=display_name, updated_at=func.now())
+    )

@@ -1,0 +1,1 @@
+"""Adapters to the outside world: email, rate-limit storage, GIF providers, blob storage."""

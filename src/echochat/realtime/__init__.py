@@ -1,0 +1,1 @@
+"""The /ws gateway: frame schemas, the hub of local connections, op dispatch."""
