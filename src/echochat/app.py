@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from echochat import __version__
-from echochat.api import auth, health, metrics, pages
+from echochat.api import auth, buddies, health, keys, metrics, pages
 from echochat.api.csrf import CsrfMiddleware
 from echochat.api.errors import UnexpectedErrorMiddleware, install_error_handlers
 from echochat.api.security import SecurityHeadersMiddleware
@@ -19,6 +19,8 @@ from echochat.bus.memory import MemoryBus
 from echochat.config import Settings, load_settings
 from echochat.integrations.email import ConsoleMailer, Mailer, SmtpMailer
 from echochat.integrations.ratelimit import RateLimiter
+from echochat.realtime import gateway
+from echochat.realtime.hub import Hub
 from echochat.services import Context
 from echochat.services.mail import keep_in_outbox
 from echochat.services.tokens import TokenKeys
@@ -81,15 +83,18 @@ def make_context(settings: Settings) -> Context:
 def create_app(settings: Settings, *, ctx: Context | None = None) -> FastAPI:
     ctx = ctx or make_context(settings)
     db, bus = ctx.db, ctx.bus
+    hub = Hub(ctx)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await db.ping()
         await ensure_current(db, migrate=settings.migrate_at_start)
         await bus.start()
+        await hub.start()
         try:
             yield
         finally:
+            await hub.stop()
             await ctx.drain()
             await ctx.limiter.close()
             await bus.close()
@@ -104,10 +109,15 @@ def create_app(settings: Settings, *, ctx: Context | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.state.hub = hub
     app.state.metrics = metrics.Metrics()
+    app.state.metrics.sockets.set_function(lambda: hub.count)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(buddies.router)
+    app.include_router(keys.router)
+    app.include_router(gateway.router)
     app.include_router(metrics.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(packages=[("echochat.web", "static")]), name="static")

@@ -104,6 +104,34 @@ class Settings(BaseModel):
     max_frame_bytes: int = Field(
         default=65536, ge=1024, le=16 * 1024 * 1024, description="Largest WebSocket frame."
     )
+    ws_frames_per_second: float = Field(
+        default=20.0, gt=0, le=1000, description="Frames a socket may send per second."
+    )
+    ws_burst: int = Field(default=40, ge=1, le=10000, description="Burst of frames allowed.")
+    ws_queue: int = Field(
+        default=256,
+        ge=8,
+        le=100000,
+        description="Frames queued for a slow socket before it is closed (the client resumes).",
+    )
+    ws_heartbeat: float = Field(
+        default=25.0,
+        ge=1,
+        le=300,
+        description="Seconds between the client's pings; a socket "
+        "silent for three of them is closed.",
+    )
+    ws_compression: bool = Field(
+        default=False,
+        description="permessage-deflate on WebSockets (costs server memory per socket; see "
+        "docs/performance.md).",
+    )
+    presence_ttl: float = Field(
+        default=15.0,
+        ge=1,
+        le=600,
+        description="Seconds after which a crashed process's users are shown offline.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Proxy addresses or networks (CIDR) whose X-Forwarded-For is believed.",
@@ -140,6 +168,9 @@ class Settings(BaseModel):
     rate_limit_reset_ip: str = Field(default="10/hour", description="Reset requests per IP.")
     rate_limit_reset_account: str = Field(
         default="3/hour", description="Reset requests per account."
+    )
+    rate_limit_backup_account: str = Field(
+        default="20/hour", description="Key backup downloads per account (passphrase guesses)."
     )
 
     # email
@@ -217,6 +248,7 @@ class Settings(BaseModel):
         "rate_limit_register_ip",
         "rate_limit_reset_ip",
         "rate_limit_reset_account",
+        "rate_limit_backup_account",
     )
     @classmethod
     def _check_rate(cls, value: str) -> str:

@@ -12,6 +12,14 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 QUIET = ("alembic", "aiosqlite", "asyncio")
 
 
+class _DropDeniedHandshakeNoise(logging.Filter):
+    """uvicorn logs an ERROR for every WebSocket upgrade we refuse with an HTTP answer
+    (401/403); our own log line already records the refusal with its reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=FORMAT, stream=sys.stderr, force=True)
     for noisy in QUIET:

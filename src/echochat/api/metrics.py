@@ -45,6 +45,9 @@ class Metrics:
         self.in_flight = Gauge(
             "echochat_http_in_flight", "HTTP requests being served", registry=self.registry
         )
+        self.sockets = Gauge(
+            "echochat_ws_connections", "Open WebSocket connections", registry=self.registry
+        )
 
 
 class MetricsMiddleware:

@@ -104,6 +104,11 @@ def serve(
         "server_header": False,
         "timeout_graceful_shutdown": 5,
         "ws_max_size": settings.max_frame_bytes,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+        "ws_per_message_deflate": settings.ws_compression,
+        # X-Forwarded-For is ours to judge (settings.trusted_proxies), not uvicorn's.
+        "proxy_headers": False,
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]

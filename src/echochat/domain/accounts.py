@@ -30,7 +30,10 @@ PASSWORD_MAX = 1024
 
 def check_username(raw: str) -> str:
     """The canonical (lower-case) username, or :class:`InvalidInput`."""
-    name = raw.strip().lower()
+    name = raw.strip()
+    if not name.isascii():  # before lower(): "\u212a".lower() is an ASCII "k"
+        name = ""
+    name = name.lower()
     if not USERNAME_RE.fullmatch(name):
         raise InvalidInput(
             "username must be 3-32 characters of a-z, 0-9, '_', '.' and '-'",

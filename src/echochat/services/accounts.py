@@ -22,7 +22,7 @@ from echochat.domain.errors import (
     RateLimited,
     Unauthorized,
 )
-from echochat.services import server_settings
+from echochat.services import notify, server_settings
 from echochat.services.context import Context
 from echochat.services.tokens import hash_secret, new_secret
 from echochat.store import audit
@@ -33,8 +33,10 @@ from echochat.store.sessions import SessionRow
 __all__ = [
     "Principal",
     "SignedIn",
+    "account_limit_key",
     "authenticate",
     "create_account",
+    "inactive_sessions",
     "limit",
     "list_sessions",
     "login",
@@ -135,7 +137,9 @@ async def register(
             code="email_required",
             details={"field": "email"},
         )
-    rules.check_password(password, name)  # before counting against the rate limit
+    # Every field is checked before the attempt counts against the rate limit.
+    rules.check_display_name(display_name, name)
+    rules.check_password(password, name)
     await limit(ctx, ctx.settings.rate_limit_register_ip, "register-ip", ip)
     user_id, name, shown = await create_account(
         ctx, username=name, password=password, email=mail, display_name=display_name
@@ -180,17 +184,23 @@ async def create_account(
     return user_id, name, shown
 
 
+def account_limit_key(login: str, user_id: int | None) -> str:
+    """The rate-limit identity of an account: its id when it exists, else the typed text."""
+    return f"user:{user_id}" if user_id is not None else f"text:{login.strip().lower()[:254]}"
+
+
 async def login(ctx: Context, *, login: str, password: str, ip: str, user_agent: str) -> SignedIn:
     """Check the password and open a session. Same answer for unknown user and wrong
     password, in about the same time; banned users learn why only with the right password."""
-    account_key = login.strip().lower()[:254]
     await limit(ctx, ctx.settings.rate_limit_login_ip, "login-ip", ip)
-    await limit(
-        ctx, ctx.settings.rate_limit_login_account, "login-account", account_key, count=False
-    )
     async with ctx.db.read() as conn:
         found = await user_store.by_login_with_hash(conn, login)
     user, stored = found if found is not None else (None, None)
+    # Count failures per account (username and email are one account), per text otherwise.
+    account_key = account_limit_key(login, user.id if user else None)
+    await limit(
+        ctx, ctx.settings.rate_limit_login_account, "login-account", account_key, count=False
+    )
     ok = await ctx.hasher.verify(stored, password)
     if user is None or not ok:
         await ctx.limiter.hit(ctx.settings.rate_limit_login_account, "login-account", account_key)
@@ -263,6 +273,13 @@ async def refresh(ctx: Context, refresh_token: str, *, ip: str) -> SignedIn:
             )
     if reused:  # raised after the commit, so the revocation and audit entry stay
         log.warning("refresh token reuse: session revoked user=%s ip=%s", auth.username, ip)
+        await notify.kick(
+            ctx,
+            auth.session.user_id,
+            session_ids=[row.session_id],
+            reason="session_revoked",
+            message="this session was ended because its token was reused",
+        )
         raise Unauthorized(
             "this refresh token was already used, so the session was ended to protect you; "
             "sign in again",
@@ -308,7 +325,12 @@ async def authenticate(
 
 async def logout(ctx: Context, session_id: str) -> None:
     async with ctx.db.transaction() as conn:
+        row = await session_store.get(conn, session_id)
         await session_store.revoke_txn(conn, session_id, now=ctx.clock(), reason="logout")
+    if row is not None:
+        await notify.kick(
+            ctx, row.user_id, session_ids=[session_id], reason="logged_out", message="signed out"
+        )
 
 
 async def list_sessions(ctx: Context, principal: Principal) -> list[SessionRow]:
@@ -325,7 +347,25 @@ async def revoke_session(ctx: Context, principal: Principal, session_id: str) ->
             raise NotFound("no such session", code="session_not_found")
         await session_store.revoke_txn(conn, session_id, now=now, reason="revoked_by_user")
     log.info("session revoked by its user user=%s", principal.username)
+    await notify.kick(
+        ctx,
+        principal.user_id,
+        session_ids=[session_id],
+        reason="session_revoked",
+        message="this device was signed out from another one",
+    )
 
 
 def session_expiry(ctx: Context, now: datetime) -> datetime:
     return now + timedelta(seconds=ctx.settings.session_ttl)
+
+
+async def inactive_sessions(ctx: Context, session_ids: list[str]) -> set[str]:
+    """Which of these sessions may no longer hold a socket (revoked, expired, banned)."""
+    found: set[str] = set()
+    for start in range(0, len(session_ids), 500):
+        async with ctx.db.read() as conn:
+            found |= await session_store.inactive_among(
+                conn, session_ids[start : start + 500], ctx.clock()
+            )
+    return found

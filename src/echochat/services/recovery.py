@@ -18,7 +18,7 @@ from datetime import timedelta
 from echochat.domain import accounts as rules
 from echochat.domain.errors import Conflict, Forbidden, Unauthorized
 from echochat.integrations.email import Email
-from echochat.services import accounts
+from echochat.services import accounts, notify
 from echochat.services.context import Context
 from echochat.services.mail import send_later
 from echochat.services.tokens import hash_secret, new_secret
@@ -49,13 +49,13 @@ async def forgot(ctx: Context, login: str, *, ip: str) -> str:
     """Start a reset for the account named by username or email; return the reset handle.
 
     A handle is returned whether or not the account exists (it then matches nothing)."""
-    key = login.strip().lower()[:254]
     await accounts.limit(ctx, ctx.settings.rate_limit_reset_ip, "reset-ip", ip)
-    await accounts.limit(ctx, ctx.settings.rate_limit_reset_account, "reset-account", key)
-    handle = new_secret(32)
     async with ctx.db.read() as conn:
         found = await user_store.by_login_with_hash(conn, login)
     user = found[0] if found else None
+    key = accounts.account_limit_key(login, user.id if user else None)
+    await accounts.limit(ctx, ctx.settings.rate_limit_reset_account, "reset-account", key)
+    handle = new_secret(32)
     if user is None or not user.email or user.banned_at is not None:
         log.info("password reset asked for an unknown or email-less account ip=%s", ip)
         return handle
@@ -112,27 +112,31 @@ async def reset_with_token(ctx: Context, token: str, new_password: str, *, ip: s
 async def reset_with_pin(
     ctx: Context, handle: str, pin: str, new_password: str, *, ip: str
 ) -> None:
+    """Each try is counted *before* the PIN is compared, atomically, so guesses sent in
+    parallel get no more than ``PIN_TRIES`` comparisons between them."""
     async with ctx.db.read() as conn:
         row = await recovery.reset_by(conn, binding_hash=hash_secret(handle))
     now = ctx.clock()
+    if row is not None and row.pin_attempts >= PIN_TRIES:
+        raise Forbidden("too many wrong PINs; ask for a new reset", code="reset_locked")
     if row is None or row.used_at is not None or row.pin_expires_at <= now:
         raise Unauthorized(
             "this PIN is invalid or expired; ask for a new reset", code="reset_invalid"
         )
-    if row.pin_attempts >= PIN_TRIES:
-        raise Forbidden("too many wrong PINs; ask for a new reset", code="reset_locked")
     async with ctx.db.read() as conn:
         user = await user_store.by_id(conn, row.user_id)
     if user is not None:
-        rules.check_password(new_password, user.username)
+        rules.check_password(new_password, user.username)  # before spending a try
+    async with ctx.db.transaction() as conn:
+        tries = await recovery.take_pin_try_txn(conn, row.id, PIN_TRIES)
+    if tries is None:
+        raise Forbidden("too many wrong PINs; ask for a new reset", code="reset_locked")
     if not hmac.compare_digest(ctx.keys.pin_hash(row.id, pin.strip()), row.pin_hash):
-        async with ctx.db.transaction() as conn:
-            tries = await recovery.bump_pin_attempts_txn(conn, row.id)
-            if tries >= PIN_TRIES:
-                await recovery.use_reset_txn(conn, row.id, now)
         log.warning("wrong reset PIN tries=%d ip=%s", tries, ip)
-        left = max(0, PIN_TRIES - tries)
-        if left == 0:
+        left = PIN_TRIES - tries
+        if left <= 0:
+            async with ctx.db.transaction() as conn:
+                await recovery.use_reset_txn(conn, row.id, now)
             raise Forbidden("too many wrong PINs; ask for a new reset", code="reset_locked")
         raise Unauthorized(
             f"wrong PIN; {left} tries left", code="pin_wrong", details={"tries_left": left}
@@ -169,6 +173,13 @@ async def _finish(
             details={"via": how, "sessions_ended": len(ended)},
         )
     log.info("password reset done user=%s via=%s", user.username, how)
+    await notify.kick(
+        ctx,
+        user_id,
+        session_ids=None,
+        reason="password_reset",
+        message="your password was changed; sign in again",
+    )
     if user.email:
         send_later(
             ctx,

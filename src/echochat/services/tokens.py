@@ -115,7 +115,8 @@ class TokenKeys:
         if not hmac.compare_digest(cookie.encode(), header.encode()):
             raise Forbidden("CSRF token does not match its cookie", code="csrf_invalid")
         nonce, _, mac = header.partition(".")
-        if not nonce or not hmac.compare_digest(mac, self._csrf_mac(session_id, nonce)):
+        expected = self._csrf_mac(session_id, nonce).encode()
+        if not nonce or not hmac.compare_digest(mac.encode(), expected):
             raise Forbidden(
                 "CSRF token is not valid for this session; fetch a new one from "
                 "GET /api/v1/auth/csrf",

@@ -12,13 +12,13 @@ from echochat.store.tables import admin_claims, password_resets
 
 __all__ = [
     "ResetRow",
-    "bump_pin_attempts_txn",
     "claim_valid",
     "insert_claim_txn",
     "insert_reset_txn",
     "invalidate_claims_txn",
     "invalidate_resets_txn",
     "reset_by",
+    "take_pin_try_txn",
     "use_claim_txn",
     "use_reset_txn",
 ]
@@ -94,13 +94,21 @@ async def reset_by(
     return None if row is None else ResetRow(**row._mapping)
 
 
-async def bump_pin_attempts_txn(conn: AsyncConnection, reset_id: str) -> int:
-    """Count one wrong PIN; the new count (atomic, so parallel guesses all count)."""
-    await conn.execute(
+async def take_pin_try_txn(conn: AsyncConnection, reset_id: str, limit: int) -> int | None:
+    """Spend one PIN try if fewer than ``limit`` were spent and the reset is unused; the
+    number of tries spent so far, or None when none is left. One conditional UPDATE, so
+    parallel guesses cannot all squeeze under the limit."""
+    result = await conn.execute(
         update(password_resets)
-        .where(password_resets.c.id == reset_id)
+        .where(
+            password_resets.c.id == reset_id,
+            password_resets.c.used_at.is_(None),
+            password_resets.c.pin_attempts < limit,
+        )
         .values(pin_attempts=password_resets.c.pin_attempts + 1)
     )
+    if not result.rowcount:
+        return None
     row = (
         await conn.execute(
             select(password_resets.c.pin_attempts).where(password_resets.c.id == reset_id)

@@ -16,6 +16,7 @@ __all__ = [
     "active_for_user",
     "get",
     "get_with_user",
+    "inactive_among",
     "insert_refresh_txn",
     "insert_txn",
     "lookup_refresh",
@@ -209,3 +210,21 @@ async def mark_refresh_used_txn(conn: AsyncConnection, token_hash: str, now: dat
         .values(used_at=now)
     )
     return bool(result.rowcount)
+
+
+async def inactive_among(conn: AsyncConnection, session_ids: list[str], now: datetime) -> set[str]:
+    """Which of ``session_ids`` are revoked, expired, gone, or belong to a banned user."""
+    if not session_ids:
+        return set()
+    rows = await conn.execute(
+        select(sessions.c.id)
+        .join(users, users.c.id == sessions.c.user_id)
+        .where(
+            sessions.c.id.in_(session_ids),
+            sessions.c.revoked_at.is_(None),
+            sessions.c.expires_at > now,
+            users.c.banned_at.is_(None),
+        )
+    )
+    alive = {sid for (sid,) in rows}
+    return set(session_ids) - alive

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
     func,
 )
 from sqlalchemy.engine import Dialect
@@ -24,7 +26,14 @@ from sqlalchemy.engine import Dialect
 __all__ = [
     "admin_claims",
     "audit_log",
+    "blocks",
+    "buddies",
+    "buddy_groups",
+    "buddy_requests",
+    "device_keys",
     "email_outbox",
+    "identity_keys",
+    "key_backups",
     "metadata",
     "password_resets",
     "permissions",
@@ -212,4 +221,77 @@ server_settings = Table(
     Column("value", JSON, nullable=False),
     Column("updated_at", Timestamp, nullable=False, server_default=func.now()),
     Column("updated_by", String(100), nullable=False, server_default=""),
+)
+
+buddy_groups = Table(
+    "buddy_groups",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(40), primary_key=True),
+    Column("position", Integer, nullable=False, server_default="0"),
+)
+
+buddies = Table(
+    "buddies",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("buddy_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_name", String(40), nullable=False),
+    Column("stealth", Boolean, nullable=False, server_default=false()),
+    Column("created_at", Timestamp, nullable=False, server_default=func.now()),
+    Index("ix_buddies_buddy_id", "buddy_id"),
+)
+
+buddy_requests = Table(
+    "buddy_requests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("from_user", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("to_user", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("message", String(200), nullable=False, server_default=""),
+    Column("group_name", String(40), nullable=False),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("hidden", Boolean, nullable=False, server_default=false()),
+    Column("created_at", Timestamp, nullable=False, server_default=func.now()),
+    Column("decided_at", Timestamp, nullable=True),
+    Index("ix_buddy_requests_to_user", "to_user", "status"),
+    Index("ix_buddy_requests_from_user", "from_user", "status"),
+)
+
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("blocked_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", Timestamp, nullable=False, server_default=func.now()),
+    Index("ix_blocks_blocked_id", "blocked_id"),
+)
+
+identity_keys = Table(
+    "identity_keys",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("ed25519", String(64), nullable=False),
+    Column("created_at", Timestamp, nullable=False, server_default=func.now()),
+)
+
+device_keys = Table(
+    "device_keys",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("x25519", String(64), nullable=False),
+    Column("ed25519", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("label", String(120), nullable=False, server_default=""),
+    Column("created_at", Timestamp, nullable=False, server_default=func.now()),
+)
+
+key_backups = Table(
+    "key_backups",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("blob", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Timestamp, nullable=False, server_default=func.now()),
 )

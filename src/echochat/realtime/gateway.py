@@ -1,0 +1,264 @@
+"""The ``/ws`` endpoint: authenticate the upgrade, then read frames and dispatch ops.
+
+Refusals before the upgrade (no or bad credentials, foreign ``Origin``) answer an HTTP error
+with the usual JSON body when the server supports it, else a close with code 1008. After
+the upgrade, a bad frame gets an ``err`` reply and the socket stays open; a client that
+keeps sending garbage or floods past its rate limit is closed with 1008 (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from pydantic import BaseModel, ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from echochat.api.cookies import read_access_cookie
+from echochat.api.deps import bearer_token
+from echochat.api.errors import error_body
+from echochat.api.responses import JSON
+from echochat.domain.errors import (
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    RateLimited,
+    Unauthorized,
+)
+from echochat.domain.events import HelloData, HelloEvent
+from echochat.domain.presence import check_status_text
+from echochat.realtime.frames import ClientFrame, HelloIn, PingIn, PresenceSetIn, TypingIn
+from echochat.realtime.hub import Connection, Hub
+from echochat.services import accounts, notify, presence
+from echochat.services.context import Context
+from echochat.services.typing import typing
+
+__all__ = ["router"]
+
+log = logging.getLogger("echochat.realtime")
+
+router = APIRouter()
+
+CLOSE_POLICY = 1008
+CLOSE_IDLE = 1001
+MAX_STRIKES = 20
+
+Handler = Callable[[Context, Connection, Any], Awaitable[dict[str, Any] | None]]
+
+
+class TokenBucket:
+    """``rate`` frames per second with bursts of ``burst``; time passed in for tests."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.capacity = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+# --- ops ----------------------------------------------------------------------------------
+
+
+async def op_hello(ctx: Context, conn: Connection, data: HelloIn) -> dict[str, Any]:
+    # Durable events (messages) arrive with a later issue; until then nothing to replay.
+    return {"cursor": data.cursor or 0, "replayed": 0}
+
+
+async def op_presence_set(ctx: Context, conn: Connection, data: PresenceSetIn) -> dict[str, Any]:
+    text = check_status_text(data.status) if data.status is not None else None
+    await presence.device_update(
+        ctx,
+        conn_id=conn.id,
+        user_id=conn.principal.user_id,
+        username=conn.principal.username,
+        state=data.state,
+        text=text,
+        idle=data.idle,
+    )
+    return (await presence.current(ctx, conn.principal.user_id)).to_dict()
+
+
+async def op_typing(ctx: Context, conn: Connection, data: TypingIn) -> None:
+    await typing(ctx, conn.principal, data.to, data.active)
+
+
+async def op_ping(ctx: Context, conn: Connection, data: PingIn) -> dict[str, Any]:
+    return {"time": time.time()}
+
+
+OPS: dict[str, tuple[type[BaseModel], Handler]] = {
+    "hello": (HelloIn, op_hello),
+    "presence.set": (PresenceSetIn, op_presence_set),
+    "typing": (TypingIn, op_typing),
+    "ping": (PingIn, op_ping),
+}
+
+
+# --- the endpoint ---------------------------------------------------------------------------
+
+
+async def _refuse(websocket: WebSocket, error: DomainError) -> None:
+    log.warning("refused socket upgrade code=%s", error.code)
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        body = JSON(error_body(error.code, error.message), status_code=error.status)
+        await websocket.send_denial_response(body)
+    else:
+        await websocket.close(code=CLOSE_POLICY, reason=error.code)
+
+
+async def _authenticate(websocket: WebSocket, ctx: Context) -> accounts.Principal:
+    origin = websocket.headers.get("origin")
+    bearer = bearer_token(websocket)
+    if origin is not None and origin not in ctx.settings.origins:
+        raise Forbidden(f"sockets from {origin} are not allowed", code="bad_origin")
+    if bearer is None and origin is None:
+        # Cookie credentials ride along on any page's request: only a browser page of ours,
+        # which always sends its Origin, may use them (cross-site WebSocket hijacking).
+        cookie = read_access_cookie(websocket, ctx.settings)
+        if cookie:
+            raise Forbidden("a cookie-authenticated socket must send Origin", code="bad_origin")
+    token = bearer or read_access_cookie(websocket, ctx.settings)
+    if not token:
+        raise Unauthorized("sign in first", code="not_authenticated")
+    return await accounts.authenticate(ctx, token)
+
+
+def _reply(ref: str | None, data: dict[str, Any] | None) -> str:
+    return orjson.dumps({"op": "ok", "ref": ref, "data": data or {}}).decode()
+
+
+def _error(ref: str | None, code: str, message: str) -> str:
+    return orjson.dumps(
+        {"op": "err", "ref": ref, "error": {"code": code, "message": message}}
+    ).decode()
+
+
+@router.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    ctx: Context = websocket.app.state.ctx
+    hub: Hub = websocket.app.state.hub
+    try:
+        principal = await _authenticate(websocket, ctx)
+    except DomainError as exc:
+        await _refuse(websocket, exc)
+        return
+    await websocket.accept()
+    settings = ctx.settings
+    conn = Connection(
+        id=hub.new_id(),
+        principal=principal,
+        websocket=websocket,
+        queue=asyncio.Queue(settings.ws_queue),
+    )
+    await hub.add(conn)
+    conn.send(
+        notify.event_frame(
+            HelloEvent(
+                data=HelloData(
+                    session_id=principal.session_id,
+                    username=principal.username,
+                    server_time=time.time(),
+                    heartbeat=settings.ws_heartbeat,
+                )
+            )
+        ).decode()
+    )
+    await presence.device_online(
+        ctx,
+        process_id=hub.process_id,
+        conn_id=conn.id,
+        user_id=principal.user_id,
+        username=principal.username,
+    )
+    try:
+        await _read_loop(ctx, conn, websocket)
+    finally:
+        await hub.remove(conn)
+        try:
+            await presence.device_offline(
+                ctx,
+                process_id=hub.process_id,
+                conn_id=conn.id,
+                user_id=principal.user_id,
+                username=principal.username,
+            )
+        except Exception:
+            log.exception("could not record a disconnect; the presence sweep will")
+
+
+async def _read_loop(ctx: Context, conn: Connection, websocket: WebSocket) -> None:
+    settings = ctx.settings
+    bucket = TokenBucket(settings.ws_frames_per_second, settings.ws_burst)
+    # Mistakes are forgiven slowly: a burst of MAX_STRIKES bad frames, then one per 5 s.
+    patience = TokenBucket(0.2, MAX_STRIKES)
+    idle_limit = settings.ws_heartbeat * 3
+    while not conn.closing:
+        try:
+            async with asyncio.timeout(idle_limit):
+                message = await websocket.receive()
+        except TimeoutError:
+            log.info("closing silent socket user=%s", conn.principal.username)
+            conn.close(CLOSE_IDLE)
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        ref: str | None = None
+        try:
+            if text is None:
+                raise InvalidInput("send JSON text frames", code="bad_frame")
+            if len(text) > settings.max_frame_bytes:
+                raise InvalidInput(
+                    f"frame larger than {settings.max_frame_bytes} bytes", code="frame_too_large"
+                )
+            if not bucket.take():
+                raise RateLimited("slow down: too many frames", retry_after=1)
+            try:
+                raw = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidInput("frame is not valid JSON", code="bad_json") from exc
+            if isinstance(raw, dict) and isinstance(raw.get("ref"), str):
+                ref = raw["ref"][:64]
+            frame = ClientFrame.model_validate(raw)
+            entry = OPS.get(frame.op)
+            if entry is None:
+                raise InvalidInput(f"unknown op {frame.op!r}", code="unknown_op")
+            schema, handler = entry
+            data = schema.model_validate(frame.data)
+            result = await handler(ctx, conn, data)
+        except ValidationError as exc:
+            abusive = not patience.take()
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "frame"
+            conn.send(_error(ref, "invalid_input", f"{where}: {first.get('msg', 'invalid')}"))
+        except DomainError as exc:
+            abusive = exc.status in (400, 413, 422, 429) and not patience.take()
+            conn.send(_error(ref, exc.code, exc.message))
+        except WebSocketDisconnect:
+            return
+        except Exception:
+            log.exception("op failed user=%s", conn.principal.username)
+            conn.send(_error(ref, "internal", "unexpected server error"))
+            continue
+        else:
+            conn.send(_reply(ref, result))
+            continue
+        if abusive:
+            log.warning("closing abusive socket user=%s", conn.principal.username)
+            conn.send(_error(None, "too_many_errors", "too many bad or excess frames"))
+            conn.close(CLOSE_POLICY)
+            return
