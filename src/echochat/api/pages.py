@@ -13,7 +13,12 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from echochat import __version__
-from echochat.api.cookies import CSRF_COOKIE, read_access_cookie, set_csrf_cookie
+from echochat.api.cookies import (
+    CSRF_COOKIE,
+    clear_session_cookies,
+    read_access_cookie,
+    set_csrf_cookie,
+)
 from echochat.api.deps import Ctx
 from echochat.domain.errors import DomainError
 from echochat.services.accounts import Principal, authenticate
@@ -48,6 +53,10 @@ def _render(
     response = templates.TemplateResponse(
         request, name, {"version": __version__, "viewer": viewer, **extra}
     )
+    if viewer is None and read_access_cookie(request, ctx.settings):
+        # The cookie names a session that has ended (signed out elsewhere, revoked): drop
+        # it, so the page's CSRF token and the next sign-in agree on "no session".
+        clear_session_cookies(response, ctx.settings)
     session_id = viewer.session_id if viewer else None
     try:
         ctx.keys.check_csrf(
@@ -67,8 +76,15 @@ def _signed_in_only(request: Request) -> RedirectResponse:
 async def login_page(request: Request, ctx: Ctx) -> Response:
     viewer = await _viewer(request, ctx)
     if viewer is not None:
-        return RedirectResponse("/chat", status_code=303)
+        return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
     return _render(request, ctx, "index.html", None)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site ("/devices"), never "//host" or "/\\host"."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/chat"
 
 
 @router.get("/register", response_class=HTMLResponse)
@@ -78,7 +94,13 @@ async def register_page(request: Request, ctx: Ctx) -> Response:
 
 @router.get("/forgot", response_class=HTMLResponse)
 async def forgot_page(request: Request, ctx: Ctx) -> Response:
-    return _render(request, ctx, "forgot.html", await _viewer(request, ctx))
+    return _render(
+        request,
+        ctx,
+        "forgot.html",
+        await _viewer(request, ctx),
+        pin_length=ctx.settings.reset_pin_length,
+    )
 
 
 @router.get("/reset", response_class=HTMLResponse)

@@ -103,7 +103,9 @@ def serve(
         "log_config": uvicorn_log_config(settings.log_level),
         "server_header": False,
         "timeout_graceful_shutdown": 5,
-        "ws_max_size": settings.max_frame_bytes,
+        # Frames a little over the limit get an `err` and the socket stays open; far over it,
+        # uvicorn closes with 1009 before reading them (docs/protocol.md).
+        "ws_max_size": settings.max_frame_bytes * 2,
         "ws_ping_interval": 20.0,
         "ws_ping_timeout": 20.0,
         "ws_per_message_deflate": settings.ws_compression,

@@ -6,11 +6,11 @@ Pure functions; the list of common passwords is package data read once.
 from __future__ import annotations
 
 import re
-import unicodedata
 from functools import lru_cache
 from importlib.resources import files
 
 from echochat.domain.errors import InvalidInput
+from echochat.domain.text import clean_line
 
 __all__ = [
     "PASSWORD_MAX",
@@ -44,8 +44,7 @@ def check_username(raw: str) -> str:
 
 
 def check_display_name(raw: str | None, username: str) -> str:
-    name = unicodedata.normalize("NFC", (raw or "").strip())
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = clean_line(raw)
     if not name:
         return username
     if len(name) > 64:

@@ -15,11 +15,11 @@ Pure functions; time is passed in.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from echochat.domain.errors import InvalidInput
+from echochat.domain.text import clean_line
 
 __all__ = [
     "AVAILABILITY",
@@ -86,9 +86,8 @@ def check_state(raw: str) -> State:
 
 
 def check_status_text(raw: str | None) -> str:
-    """Plain text, trimmed, control characters removed, at most 140 characters."""
-    text = unicodedata.normalize("NFC", (raw or "").strip())
-    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
+    """Plain text (see :func:`echochat.domain.text.clean_line`), at most 140 characters."""
+    text = clean_line(raw)
     if len(text) > STATUS_TEXT_MAX:
         raise InvalidInput(
             f"status text must be at most {STATUS_TEXT_MAX} characters", code="status_too_long"

@@ -9,6 +9,7 @@ keeps sending garbage or floods past its rate limit is closed with 1008 (docs/pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -33,7 +34,7 @@ from echochat.domain.errors import (
 from echochat.domain.events import HelloData, HelloEvent
 from echochat.domain.presence import check_status_text
 from echochat.realtime.frames import ClientFrame, HelloIn, PingIn, PresenceSetIn, TypingIn
-from echochat.realtime.hub import Connection, Hub
+from echochat.realtime.hub import CLOSE_SLOW, Connection, Hub
 from echochat.services import accounts, notify, presence
 from echochat.services.context import Context
 from echochat.services.typing import typing
@@ -137,6 +138,13 @@ async def _authenticate(websocket: WebSocket, ctx: Context) -> accounts.Principa
     return await accounts.authenticate(ctx, token)
 
 
+def _too_large(text: str, limit: int) -> bool:
+    """Whether ``text`` is over ``limit`` bytes of UTF-8 (encoding only when it could be)."""
+    if len(text) > limit:
+        return True
+    return len(text) * 4 > limit and len(text.encode()) > limit
+
+
 def _reply(ref: str | None, data: dict[str, Any] | None) -> str:
     return orjson.dumps({"op": "ok", "ref": ref, "data": data or {}}).decode()
 
@@ -159,11 +167,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     settings = ctx.settings
     conn = Connection(
-        id=hub.new_id(),
-        principal=principal,
-        websocket=websocket,
-        queue=asyncio.Queue(settings.ws_queue),
+        id=hub.new_id(), principal=principal, websocket=websocket, limit=settings.ws_queue
     )
+    conn.reader = asyncio.current_task()
     await hub.add(conn)
     conn.send(
         notify.event_frame(
@@ -186,6 +192,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     )
     try:
         await _read_loop(ctx, conn, websocket)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if not conn.dropped or task is None:
+            raise
+        task.uncancel()  # we cancelled ourselves to drop a slow client: carry on cleaning up
     finally:
         await hub.remove(conn)
         try:
@@ -198,6 +209,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             )
         except Exception:
             log.exception("could not record a disconnect; the presence sweep will")
+    if conn.dropped:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(websocket.close(code=CLOSE_SLOW), 1.0)
 
 
 async def _read_loop(ctx: Context, conn: Connection, websocket: WebSocket) -> None:
@@ -221,18 +235,18 @@ async def _read_loop(ctx: Context, conn: Connection, websocket: WebSocket) -> No
         try:
             if text is None:
                 raise InvalidInput("send JSON text frames", code="bad_frame")
-            if len(text) > settings.max_frame_bytes:
+            if _too_large(text, settings.max_frame_bytes):
                 raise InvalidInput(
                     f"frame larger than {settings.max_frame_bytes} bytes", code="frame_too_large"
                 )
-            if not bucket.take():
-                raise RateLimited("slow down: too many frames", retry_after=1)
             try:
                 raw = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
                 raise InvalidInput("frame is not valid JSON", code="bad_json") from exc
             if isinstance(raw, dict) and isinstance(raw.get("ref"), str):
                 ref = raw["ref"][:64]
+            if not bucket.take():  # after parsing, so the refusal carries the frame's ref
+                raise RateLimited("slow down: too many frames", retry_after=1)
             frame = ClientFrame.model_validate(raw)
             entry = OPS.get(frame.op)
             if entry is None:

@@ -20,6 +20,7 @@ import logging
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket
@@ -40,34 +41,58 @@ CLOSE_GOING_AWAY = 1001
 
 @dataclass(eq=False)
 class Connection:
-    """One authenticated socket."""
+    """One authenticated socket. Frames wait in ``queue`` for the writer task; more than
+    ``limit`` waiting frames means the client cannot keep up, and it is dropped."""
 
     id: str
     principal: Principal
     websocket: WebSocket
-    queue: asyncio.Queue[str | int]
+    limit: int
+    queue: asyncio.Queue[str | int] = field(default_factory=asyncio.Queue)
     closing: bool = False
+    dropped: bool = False
     writer: asyncio.Task[None] | None = field(default=None, repr=False)
+    reader: asyncio.Task[Any] | None = field(default=None, repr=False)
 
     def send(self, frame: str) -> None:
-        """Queue a frame without waiting; a full queue closes the socket (slow consumer)."""
+        """Queue a frame without waiting; past ``limit`` the socket is dropped (1013)."""
         if self.closing:
             return
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            log.info("closing slow socket user=%s", self.principal.username)
-            self.close(CLOSE_SLOW, drop_pending=True)
+        if self.queue.qsize() >= self.limit:
+            log.info("dropping slow socket user=%s", self.principal.username)
+            self.drop()
+            return
+        self.queue.put_nowait(frame)
 
-    def close(self, code: int, *, drop_pending: bool = False) -> None:
-        """Close after the frames already queued (or at once, dropping them)."""
+    def send_final(self, frame: str, code: int) -> None:
+        """One last frame (e.g. ``kicked``), then close; there is always room for it."""
+        if self.closing:
+            return
+        self.queue.put_nowait(frame)
+        self.close(code)
+
+    def close(self, code: int) -> None:
+        """Close after the frames already queued."""
         if self.closing:
             return
         self.closing = True
-        if drop_pending or self.queue.full():
-            while not self.queue.empty():
-                self.queue.get_nowait()
         self.queue.put_nowait(code)
+
+    def drop(self) -> None:
+        """Give up on a client that does not read: forget its queue and stop both loops at
+        once. Its writer may be stuck on a full TCP buffer, where a polite close frame would
+        never leave; the transport is closed instead and the client resumes (1013 when it
+        can still be told)."""
+        if self.closing:
+            return
+        self.closing = True
+        self.dropped = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        if self.writer is not None:
+            self.writer.cancel()
+        if self.reader is not None and self.reader is not asyncio.current_task():
+            self.reader.cancel()
 
     async def run_writer(self) -> None:
         try:
@@ -78,6 +103,8 @@ class Connection:
                         await self.websocket.close(code=item)
                     return
                 await self.websocket.send_text(item)
+        except asyncio.CancelledError:
+            return
         except Exception:  # the peer went away; the reader notices and cleans up
             return
 
@@ -166,8 +193,7 @@ class Hub:
             sessions = order.get("sessions")
             for conn in list(conns):
                 if sessions is None or conn.principal.session_id in sessions:
-                    conn.send(order["frame"])
-                    conn.close(CLOSE_KICKED)
+                    conn.send_final(order["frame"], CLOSE_KICKED)
 
     async def _reader(self) -> None:
         assert self._sub is not None
@@ -209,10 +235,8 @@ class Hub:
                 by_session[conn.principal.session_id].append(conn)
         dead = await accounts.inactive_sessions(self.ctx, list(by_session))
         for session_id in dead:
+            frame = notify.event_frame(
+                notify.kicked_event("session_revoked", "this session has ended")
+            ).decode()
             for conn in by_session[session_id]:
-                conn.send(
-                    notify.event_frame(
-                        notify.kicked_event("session_revoked", "this session has ended")
-                    ).decode()
-                )
-                conn.close(CLOSE_KICKED)
+                conn.send_final(frame, CLOSE_KICKED)

@@ -11,7 +11,6 @@ Events (``buddy.request``, ``buddy.update``, ``presence``) go out after the comm
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 
 from echochat.domain.errors import Conflict, InvalidInput, NotFound
@@ -24,6 +23,7 @@ from echochat.domain.events import (
     BuddyUpdateEvent,
 )
 from echochat.domain.presence import Presence, seen_by
+from echochat.domain.text import clean_line
 from echochat.services import notify, presence
 from echochat.services.accounts import Principal
 from echochat.services.context import Context
@@ -62,10 +62,10 @@ class BuddyList:
 
 
 def check_group(raw: str | None) -> str:
-    name = unicodedata.normalize("NFC", (raw or "").strip()) or DEFAULT_GROUP
-    if len(name) > 40 or any(unicodedata.category(ch)[0] == "C" for ch in name):
+    name = clean_line(raw) or DEFAULT_GROUP
+    if len(name) > 40 or "/" in name:
         raise InvalidInput(
-            "group names are 1-40 printable characters",
+            "group names are 1-40 printable characters, without '/'",
             code="invalid_group",
             details={"field": "group"},
         )
@@ -139,7 +139,7 @@ async def send_request(
 ) -> BuddyRequestPublic:
     """Ask ``username`` to be buddies. If they already asked us, this accepts instead."""
     group_name = check_group(group)
-    text = unicodedata.normalize("NFC", message.strip())
+    text = clean_line(message)
     if len(text) > MESSAGE_MAX:
         raise InvalidInput(
             f"the message may be at most {MESSAGE_MAX} characters",
@@ -160,7 +160,7 @@ async def send_request(
         if mine is not None:
             return _public_request(mine)
         theirs = await store.pending_between(conn, target_id, principal.user_id)
-        if theirs is not None and not blocked_me:
+        if theirs is not None and not theirs.hidden and not blocked_me:
             reverse_id = theirs.id
         else:
             reverse_id = None
@@ -412,3 +412,6 @@ async def unblock(ctx: Context, principal: Principal, username: str) -> None:
     async with ctx.db.transaction() as conn:
         if not await store.unblock_txn(conn, principal.user_id, target_id):
             raise NotFound(f"{username} is not blocked", code="not_blocked")
+        # Requests they sent while blocked were never shown; drop them rather than surface
+        # them now (they can ask again).
+        await store.cancel_pending_between_txn(conn, principal.user_id, target_id, ctx.clock())

@@ -9,6 +9,8 @@ Bus keys (all under the bus prefix):
   changed at);
 - ``pres:user:<user id>``: set of that user's device ids;
 - ``pres:last:<user id>``: the presence last announced to buddies (to announce changes only);
+- ``pres:chosen:<user id>``: the state and status text the user chose last, which new
+  devices start with;
 - ``pres:procs``, ``pres:proc:<process>`` (heartbeat with a time to live) and
   ``pres:proc-conns:<process>``: which process holds which devices. A process that dies
   (SIGKILL, power loss) stops its heartbeat; any other process then sweeps its devices away
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import cast
 
 import orjson
 
@@ -43,6 +46,7 @@ __all__ = [
 log = logging.getLogger("echochat.presence")
 
 PROCS = "pres:procs"
+CHOSEN_TTL = 30 * 86400.0
 
 
 def _dev(conn_id: str) -> str:
@@ -55,6 +59,10 @@ def _user(user_id: int) -> str:
 
 def _last(user_id: int) -> str:
     return f"pres:last:{user_id}"
+
+
+def _chosen(user_id: int) -> str:
+    return f"pres:chosen:{user_id}"
 
 
 def _proc(process_id: str) -> str:
@@ -109,10 +117,17 @@ async def device_online(
     conn_id: str,
     user_id: int,
     username: str,
-    state: State = "online",
-    text: str = "",
+    state: State | None = None,
+    text: str | None = None,
 ) -> None:
-    device = DevicePresence(state, text, False, time.time())
+    """A new device starts with the state and text the user chose last (so a user who went
+    invisible does not flash online when opening another tab)."""
+    chosen = await ctx.bus.get(_chosen(user_id))
+    last = orjson.loads(chosen) if chosen is not None else {"s": "online", "t": ""}
+    initial: State = state if state is not None else cast(State, last["s"])
+    device = DevicePresence(
+        initial, text if text is not None else str(last["t"]), False, time.time()
+    )
     await ctx.bus.put(_dev(conn_id), _encode(user_id, username, device))
     await ctx.bus.capped_add(_user(user_id), conn_id, 0)
     await ctx.bus.capped_add(_proc_conns(process_id), f"{user_id}|{conn_id}", 0)
@@ -140,6 +155,9 @@ async def device_update(
         time.time(),
     )
     await ctx.bus.put(_dev(conn_id), _encode(user_id, username, device))
+    if state is not None or text is not None:
+        choice = {"s": device.state, "t": device.text}
+        await ctx.bus.put(_chosen(user_id), orjson.dumps(choice), ttl=CHOSEN_TTL)
     await announce(ctx, user_id, username)
 
 
@@ -152,18 +170,29 @@ async def device_offline(
     await announce(ctx, user_id, username)
 
 
-async def announce(ctx: Context, user_id: int, username: str, *, force: bool = False) -> None:
-    """Tell the user's buddies their presence, if it changed since the last announcement."""
-    presence = await current(ctx, user_id)
-    encoded = orjson.dumps(presence.to_dict())
-    if not force and await ctx.bus.get(_last(user_id)) == encoded:
+async def announce(ctx: Context, user_id: int, username: str) -> None:
+    """Tell each buddy about the user's presence if what *that buddy* sees changed.
+
+    Comparing per viewer matters: an invisible user changing their status text must not
+    send anything, or the stream of "offline" events would betray them."""
+    new = await current(ctx, user_id)
+    raw_old = await ctx.bus.get(_last(user_id))
+    old = _presence_from(raw_old) if raw_old is not None else None
+    if old == new:
         return
-    await ctx.bus.put(_last(user_id), encoded)
+    await ctx.bus.put(_last(user_id), orjson.dumps(new.to_dict()))
     async with ctx.db.read() as conn:
         watchers = await buddy_store.watchers(conn, user_id)
     for buddy_id, stealth in watchers:
-        view = seen_by(presence, stealth=stealth)
+        view = seen_by(new, stealth=stealth)
+        if old is not None and seen_by(old, stealth=stealth) == view:
+            continue
         await notify.to_user(ctx, buddy_id, presence_event(username, view))
+
+
+def _presence_from(raw: bytes) -> Presence:
+    data = orjson.loads(raw)
+    return Presence(data["state"], data["status"])
 
 
 def presence_event(username: str, view: Presence) -> PresenceEvent:

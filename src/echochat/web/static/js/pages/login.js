@@ -1,0 +1,32 @@
+// @ts-check
+/** The sign-in form of the landing page (/ and /login). */
+
+import { api } from "../net/api.js";
+import { bindForm, waitInWords } from "../ui/forms.js";
+import { afterSignIn } from "../ui/navigate.js";
+
+const form = document.getElementById("login-form");
+
+if (form instanceof HTMLFormElement) {
+  bindForm(
+    form,
+    async ({ username, password }) => {
+      await api("POST", "/auth/login", { username, password });
+      window.location.assign(afterSignIn());
+      return true;
+    },
+    {
+      explain(error) {
+        if (error.code === "bad_credentials") {
+          return { message: "wrong username or password", focus: "password" };
+        }
+        if (error.status === 429 && error.retryAfter) {
+          return {
+            message: `too many sign-in attempts; try again in ${waitInWords(error.retryAfter)}`,
+          };
+        }
+        return null; // "this account is banned: <reason>" and the rest, as the server says
+      },
+    },
+  );
+}

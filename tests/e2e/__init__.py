@@ -1,0 +1,1 @@
+"""Browser journeys: a real ``echochat serve`` process driven by headless Chromium."""
