@@ -63,6 +63,10 @@ def key_field(value: str, name: str, size: int) -> bytes:
         raise InvalidInput(
             f"{name} must be {size} bytes", code="invalid_key", details={"field": name}
         )
+    if b64e(raw) != value:  # one spelling per key: no stray low bits in the last character
+        raise InvalidInput(
+            f"{name} is not canonical base64url", code="invalid_key", details={"field": name}
+        )
     return raw
 
 

@@ -1,0 +1,1 @@
+"""Test vectors (tests/vectors/*.json) and their generators."""
