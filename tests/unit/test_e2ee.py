@@ -41,13 +41,15 @@ from echochat.client.e2ee import (
     seal_dm,
     verify_directory,
 )
+from echochat.client.e2ee.backup import _derive
+from echochat.client.e2ee.envelope import _parse, _seal
 from echochat.domain.e2ee import b64d, b64e, device_statement, lp
 from tests.vectors import make_e2ee_v1
 
 VECTORS_PATH = Path(__file__).resolve().parents[1] / "vectors" / "e2ee_v1.json"
 VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text())
-RFC9180 = Path(__file__).resolve().parents[3] / "shared" / "vectors"
-RFC9180_A11 = RFC9180 / "rfc9180-a11-x25519-hkdfsha256-aes128gcm-base.json"
+# RFC 9180 Appendix A.1.1, as published (a copy of ../shared/vectors, kept with the tests).
+RFC9180_A11 = VECTORS_PATH.parent / "rfc9180-a11-x25519-hkdfsha256-aes128gcm-base.json"
 SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 
 ENVELOPES = {case["name"]: case for case in VECTORS["envelopes"]}
@@ -101,7 +103,11 @@ def test_the_vector_file_is_what_the_generator_makes() -> None:
 
 def test_vector_file_covers_the_required_cases() -> None:
     assert set(ENVELOPES) >= {"single_recipient", "multi_device", "non_ascii"}
-    assert len(ENVELOPES["multi_device"]["wraps"]) == 4
+    multi = ENVELOPES["multi_device"]
+    assert len(multi["wraps"]) == 5 and multi["not_for"] == []
+    # the sending device has its own wrap (docs/e2ee.md 4.1), like every other device
+    sender = (multi["sender"], multi["sender_device"])
+    assert sender in [(r["user"], r["device"]) for r in multi["opens_for"]]
     assert {r["error"] for r in REFUSALS.values()} >= {
         "wrap_failed",
         "bad_signature",
@@ -233,7 +239,7 @@ def test_sdk_seal_reproduces_the_envelope(name: str) -> None:
     case = ENVELOPES[name]
     ring = vector_keyring(case["sender"])
     users = {u: vector_keyring(u) for u in ("alice", "bob")}
-    envelope = e2ee._seal(
+    envelope = _seal(
         h(case["plaintext_hex"]),
         conv=case["conv"],
         sender=case["sender"],
@@ -358,7 +364,7 @@ def test_resigned_tampering_passes_the_signature_and_fails_later() -> None:
     """The "_resigned" refusals have valid signatures: they exercise the AEAD layers."""
     for name in ("ct_bit_flipped_resigned", "wrap_bit_flipped_resigned", "payload_not_json"):
         case = REFUSALS[name]
-        parsed = e2ee._parse(case["envelope"])
+        parsed = _parse(case["envelope"])
         sender = directory(case["sender_keys"]).device(parsed.sender_device)
         assert sender is not None
         Ed25519PublicKey.from_public_bytes(sender.ed25519).verify(
@@ -470,7 +476,7 @@ def test_low_iteration_blob_is_refused_only_for_its_iterations() -> None:
     case = next(c for c in BACKUP["refusals"] if c["name"] == "low_iterations")
     data = json.loads(case["blob"])
     assert data["iterations"] == 1000
-    key = e2ee._derive(e2ee.backup_secret(case["secret"]), b64d(data["salt"]), 1000)
+    key = _derive(e2ee.backup_secret(case["secret"]), b64d(data["salt"]), 1000)
     plaintext = AESGCM(key).decrypt(b64d(data["nonce"]), b64d(data["ct"]), e2ee.backup_aad("alice"))
     assert json.loads(plaintext) == BACKUP["keyring"]
 
@@ -518,14 +524,13 @@ def test_dm_round_trip_and_routing() -> None:
         "hi", sender="alice", sender_device_keys=sender, peer=peer, own=own, client_id="m-1"
     )
     assert [(k["user"], k["device"]) for k in envelope["keys"]] == [
+        ("alice", "alice-device-00"),  # the sending device itself
         ("alice", "alice-device-01"),
         ("bob", "bob-device-00"),
         ("bob", "bob-device-01"),
     ]
-    for user, ring in (("bob", bob), ("bob", bob), ("alice", alice)):
+    for user, ring in (("bob", bob), ("alice", alice)):
         for device_id in ring.devices:
-            if device_id == sender.device_id:
-                continue
             opened = open_envelope(
                 envelope,
                 expected_conv="dm:alice:bob",
@@ -538,6 +543,64 @@ def test_dm_round_trip_and_routing() -> None:
         "hi", sender="alice", sender_device_keys=sender, peer=peer, own=own, client_id="m-1"
     )
     assert again["ct"] != envelope["ct"] and again["keys"] != envelope["keys"]
+
+
+def test_sent_message_readable_from_the_restored_keyring() -> None:
+    """alice's only device sends; its local copy is lost. The keyring restored from the
+    backup (its JSON, as decrypt_backup returns it) reads the sent message through the
+    sending device's own wrap."""
+    alice, _bob, own, peer = cast(1, 1)
+    laptop = alice.device("alice-device-00")
+    envelope = seal_dm(
+        "sent from the laptop",
+        sender="alice",
+        sender_device_keys=laptop,
+        peer=peer,
+        own=own,
+        client_id="m-1",
+    )
+    assert [(k["user"], k["device"]) for k in envelope["keys"]] == [
+        ("alice", "alice-device-00"),
+        ("bob", "bob-device-00"),
+    ]
+    restored = Keyring.from_json(alice.export())
+    restored.add_device("alice-browser-2")  # the new browser's own keys
+    opened = open_envelope(
+        envelope,
+        expected_conv="dm:alice:bob",
+        me_user="alice",
+        my_device_keys=restored.device("alice-device-00"),
+        sender_keys=own,
+    )
+    assert opened.payload == {"type": "text", "text": "sent from the laptop"}
+    with refused("not_a_recipient"):  # sent before it existed: no wrap for the new browser
+        open_envelope(
+            envelope,
+            expected_conv="dm:alice:bob",
+            me_user="alice",
+            my_device_keys=restored.device("alice-browser-2"),
+            sender_keys=own,
+        )
+
+
+def test_seal_dm_needs_the_sending_device_in_the_own_directory() -> None:
+    """Without it there is no self-wrap, and receivers would refuse the envelope."""
+    alice, _bob, own, peer = cast(1, 1)
+    unpublished = alice.add_device("alice-device-99")  # in the keyring, not in `own`
+    with refused("unknown_sender_device"):
+        seal_dm(
+            "hi", sender="alice", sender_device_keys=unpublished, peer=peer, own=own, client_id="m"
+        )
+    with refused("unknown_sender_device"):
+        e2ee.recipients_for("alice", unpublished.device_id, peer, own)
+    # only the sender's own directory is checked: a peer's alone is fine
+    assert len(e2ee.recipients_for("alice", unpublished.device_id, peer)) == 1
+    # the directory lists the sending device's id with other keys than the ones held
+    impostor = DeviceKeys.generate("alice-device-00")
+    with refused("device_conflict"):
+        seal_dm(
+            "hi", sender="alice", sender_device_keys=impostor, peer=peer, own=own, client_id="m"
+        )
 
 
 def test_seal_refuses_bad_input() -> None:
@@ -569,8 +632,9 @@ def test_seal_refuses_bad_input() -> None:
     attempt("no_recipients", recipients=[])
     many = [("bob", f"bob-device-{i:02d}", bytes(range(32))) for i in range(41)]
     attempt("too_many_recipients", recipients=many)
+    assert ("alice", me.device_id, me.x25519_public) in recipients  # the self-wrap
     attempt("bad_recipient", recipients=[*recipients, ("alice", me.device_id, me.x25519_public)])
-    attempt("bad_recipient", recipients=[*recipients, recipients[0]])
+    attempt("bad_recipient", recipients=[*recipients, recipients[1]])
     attempt("bad_recipient", recipients=[("carol", "carol-device", bytes(range(32)))])
     attempt("bad_recipient", recipients=[("bob", "bob-device-00", bytes(32))])  # low order
     attempt("bad_recipient", recipients=[("bob", "bob-device-00", b"short")])
@@ -605,7 +669,9 @@ def test_envelope_limits_are_enforced_on_open() -> None:
             )
 
     attempt({**envelope, "keys": []})
-    attempt({**envelope, "keys": envelope["keys"] * 41})
+    attempt({**envelope, "keys": envelope["keys"] * 41})  # the domain's too_many_wraps
+    attempt({**envelope, "ct": "A" * e2ee.MAX_ENVELOPE_BYTES})  # ... and envelope_too_large
+    attempt({**envelope, "client_id": "\udc00"})  # not well-formed Unicode
     attempt({**envelope, "ct": b64e(bytes(16 * 1024 + 17))})
     attempt({**envelope, "nonce": b64e(bytes(11))})
     attempt({**envelope, "v": True} | {"v": 1, "client_id": 5})
@@ -725,9 +791,9 @@ def test_round_trip_property(text: str, peer_devices: int, own_devices: int) -> 
     envelope = seal_dm(
         text, sender="alice", sender_device_keys=sender, peer=peer, own=own, client_id="prop"
     )
-    assert len(envelope["keys"]) == peer_devices + own_devices - 1
+    assert len(envelope["keys"]) == peer_devices + own_devices  # the sending device included
     readers = [("bob", bob.device(d)) for d in bob.devices]
-    readers += [("alice", alice.device(d)) for d in alice.devices if d != sender.device_id]
+    readers += [("alice", alice.device(d)) for d in alice.devices]
     for user, device in readers:
         opened = open_envelope(
             envelope,
@@ -744,8 +810,6 @@ def test_round_trip_property(text: str, peer_devices: int, own_devices: int) -> 
 
 @pytest.fixture
 def rfc9180() -> dict[str, Any]:
-    if not RFC9180_A11.exists():
-        pytest.skip(f"{RFC9180_A11} is not there")
     data: dict[str, Any] = json.loads(RFC9180_A11.read_text())
     return data
 

@@ -380,7 +380,7 @@ async def test_sdk_remove_device_keeps_history_readable(site: Site) -> None:
         own=await e2ee.fetch_keys(bob.sdk, "bob"),
         client_id="m-2",
     )
-    assert [k["device"] for k in later["keys"]] == ["alice-laptop-1"]
+    assert [k["device"] for k in later["keys"]] == ["alice-laptop-1", "bob-phone-01"]
     with pytest.raises(NotFoundError):
         await e2ee.remove_device(alice.sdk, "alice-old-phone")
     # the removed device's keys stay in the keyring: what it received stays readable
@@ -517,6 +517,7 @@ async def test_two_users_exchange_encrypted_payloads(site: Site) -> None:
     )
     assert envelope["conv"] == "dm:alice:bob"
     assert [(k["user"], k["device"]) for k in envelope["keys"]] == [
+        ("alice", "alice-laptop-1"),  # the sending device keeps a wrap of its own message
         ("alice", "alice-phone-2"),
         ("bob", "bob-laptop-02"),
         ("bob", "bob-phone-01"),
@@ -538,15 +539,16 @@ async def test_two_users_exchange_encrypted_payloads(site: Site) -> None:
         )
         assert opened.payload == {"type": "text", "text": text}
         assert (opened.sender, opened.sender_device) == ("alice", "alice-laptop-1")
-    # alice's other device reads her own sent message
-    mine = open_envelope(
-        envelope,
-        expected_conv="dm:alice:bob",
-        me_user="alice",
-        my_device_keys=alice.device("alice-phone-2"),
-        sender_keys=own,
-    )
-    assert mine.payload["text"] == text
+    # alice's devices, the sending one included, read her own sent message
+    for device_id in ("alice-laptop-1", "alice-phone-2"):
+        mine = open_envelope(
+            envelope,
+            expected_conv="dm:alice:bob",
+            me_user="alice",
+            my_device_keys=alice.device(device_id),
+            sender_keys=own,
+        )
+        assert mine.payload["text"] == text
 
     # carol got hold of the ciphertext: she cannot read it
     carols_view = await e2ee.fetch_keys(carol.sdk, "alice")
@@ -562,17 +564,18 @@ async def test_two_users_exchange_encrypted_payloads(site: Site) -> None:
 
     # the server tampers with what it stores: every change is caught, with a clear code
     keys = envelope["keys"]
-    swapped = [
+    swapped = [  # bob's two wraps exchanged
         keys[0],
-        {**keys[1], "wrap": keys[2]["wrap"]},
-        {**keys[2], "wrap": keys[1]["wrap"]},
+        keys[1],
+        {**keys[2], "wrap": keys[3]["wrap"]},
+        {**keys[3], "wrap": keys[2]["wrap"]},
     ]
     cases: list[tuple[str, dict[str, Any], str]] = [
         ("flip ct", tampered(envelope, ct=flip_b64(envelope["ct"], 3)), "bad_signature"),
         ("flip nonce", tampered(envelope, nonce=flip_b64(envelope["nonce"], 0)), "bad_signature"),
         ("flip sig", tampered(envelope, sig=flip_b64(envelope["sig"], 0)), "bad_signature"),
         ("swap wraps", tampered(envelope, keys=swapped), "bad_signature"),
-        ("drop a wrap", tampered(envelope, keys=[keys[0], keys[1]]), "bad_signature"),
+        ("drop a wrap", tampered(envelope, keys=keys[:3]), "bad_signature"),
         ("change client_id", tampered(envelope, client_id="msg-0002"), "bad_signature"),
         (
             "change sender device",
@@ -690,6 +693,15 @@ async def test_backup_and_restore_on_a_second_browser(site: Site) -> None:
         own=await e2ee.fetch_keys(bob.sdk, "bob"),
         client_id="m-1",
     )
+    # and alice replies from her only device, whose local copy will be lost
+    reply = seal_dm(
+        "my reply",
+        sender="alice",
+        sender_device_keys=alice.device("alice-laptop-1"),
+        peer=await e2ee.fetch_keys(alice.sdk, "bob"),
+        own=await e2ee.fetch_keys(alice.sdk, "alice"),
+        client_id="m-2",
+    )
 
     browser = site.sdk()
     await browser.login("alice", PASSWORD)
@@ -707,6 +719,15 @@ async def test_backup_and_restore_on_a_second_browser(site: Site) -> None:
         sender_keys=await e2ee.fetch_keys(browser, "bob"),
     )
     assert history.payload["text"] == "before the new browser"
+    # her own sent message too, through the sending device's self-wrap
+    sent = open_envelope(
+        reply,
+        expected_conv="dm:alice:bob",
+        me_user="alice",
+        my_device_keys=restored.keyring.device("alice-laptop-1"),
+        sender_keys=await e2ee.fetch_keys(browser, "alice"),
+    )
+    assert sent.payload["text"] == "my reply"
 
     restored.keyring.add_device("alice-browser-2")
     directory = await e2ee.publish_device(browser, restored.keyring, "alice-browser-2")

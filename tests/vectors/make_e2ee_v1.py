@@ -35,6 +35,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from echochat.client import e2ee
 from echochat.client.e2ee import DeviceKeys, Keyring, PublicDevice
+from echochat.client.e2ee.backup import CROCKFORD, _derive, _seal_backup
+from echochat.client.e2ee.envelope import _seal
 from echochat.domain.e2ee import b64d, b64e, device_statement, lp
 
 OUT = Path(__file__).with_name("e2ee_v1.json")
@@ -192,7 +194,10 @@ def parts(envelope: Obj) -> tuple[bytes, bytes, list[tuple[str, str, bytes]]]:
 POSITIVE: list[Obj] = [
     {
         "name": "single_recipient",
-        "description": "alice's laptop to bob's phone: one wrap (as if each had one device)",
+        "description": (
+            "alice's laptop to bob's phone only: one wrap (seal takes any list of recipients; "
+            "seal_dm would add alice's own devices, the sending one included)"
+        ),
         "sender": "alice",
         "sender_device": "alice-laptop-1",
         "conv": "dm:alice:bob",
@@ -203,9 +208,10 @@ POSITIVE: list[Obj] = [
     {
         "name": "multi_device",
         "description": (
-            "alice's laptop to all three of bob's devices and alice's other device; the "
-            "wraps sorted by (user, device) in byte order: 'Zed-tablet-3' < 'bob-phone-01' "
-            "< 'bob_laptop-2'"
+            "alice's laptop to all three of bob's devices and both of alice's, the sending "
+            "laptop included (its self-wrap lets alice's keys, restored from the backup, read "
+            "her own message); the wraps sorted by (user, device) in byte order: "
+            "'Zed-tablet-3' < 'bob-phone-01' < 'bob_laptop-2'"
         ),
         "sender": "alice",
         "sender_device": "alice-laptop-1",
@@ -217,6 +223,7 @@ POSITIVE: list[Obj] = [
             ("bob", "bob_laptop-2"),
             ("bob", "Zed-tablet-3"),
             ("alice", "alice-phone-2"),
+            ("alice", "alice-laptop-1"),
         ],
     },
     {
@@ -275,7 +282,7 @@ def positive_case(spec: Obj, rings: dict[str, Keyring], wraps: Wraps) -> Obj:
                 "wrap": b64e(wrap),
             }
         )
-    envelope = e2ee._seal(
+    envelope = _seal(
         plaintext,
         conv=conv,
         sender=sender,
@@ -582,8 +589,9 @@ def refusals(cases: dict[str, Obj], rings: dict[str, Keyring], wraps: Wraps) -> 
     )
     add(
         "not_a_recipient_sending_device",
-        "the sending device itself (no wrap for it: it keeps its own copy)",
-        env,
+        "the sending device opening single_recipient, which was sealed without a wrap for it "
+        "(seal_dm always adds one; the format does not require it)",
+        cases["single_recipient"]["envelope"],
         "not_a_recipient",
         recipient=recipient_json("alice", laptop),
     )
@@ -643,6 +651,13 @@ def refusals(cases: dict[str, Obj], rings: dict[str, Keyring], wraps: Wraps) -> 
         "malformed",
     )
     add("not_an_object", "the envelope is a JSON array", [env], "malformed")
+    add(
+        "client_id_lone_surrogate",
+        "client_id is a lone UTF-16 surrogate (\\ud800 in JSON): not well-formed Unicode, "
+        "so it has no UTF-8 to bind (JavaScript: check String.prototype.isWellFormed)",
+        {**env, "client_id": "\ud800"},
+        "malformed",
+    )
     return out
 
 
@@ -677,7 +692,7 @@ def recovery_section() -> Obj:
     ]
     assert all(e2ee.parse_recovery_key(v) is None for v in not_keys)
     return {
-        "alphabet": e2ee.CROCKFORD,
+        "alphabet": CROCKFORD,
         "raw_hex": raw.hex(),
         "formatted": text,
         "accepted_inputs": variants,
@@ -696,9 +711,9 @@ def backup_section(rings: dict[str, Keyring]) -> Obj:
     secret = e2ee.backup_secret(passphrase)
     salt, nonce = seed("backup/salt", 16), seed("backup/nonce", 12)
     iterations = e2ee.MIN_ITERATIONS
-    key = e2ee._derive(secret, salt, iterations)
-    blob = e2ee._seal_backup(plaintext, secret, "alice", iterations, salt, nonce)
-    low = e2ee._seal_backup(plaintext, secret, "alice", 1000, salt, nonce)
+    key = _derive(secret, salt, iterations)
+    blob = _seal_backup(plaintext, secret, "alice", iterations, salt, nonce)
+    low = _seal_backup(plaintext, secret, "alice", 1000, salt, nonce)
     data = json.loads(blob)
 
     def variant(**changes: Any) -> str:
@@ -811,6 +826,9 @@ def build(prior: Obj | None = None) -> Obj:
             "Fixed seeds: every private key, content key, nonce and salt is the first bytes of "
             f"SHA-256('{SEED_PREFIX}' + label). HPKE's ephemeral keys are not seeded: the "
             "wraps are fixed values that must open; fresh wraps can never equal them.",
+            "Recipients: seal_dm wraps for every device of the peer and of the sender, the "
+            "sending device included (multi_device); single_recipient and non_ascii are sealed "
+            "to explicit lists without a wrap for the sending device, which the format allows.",
             "A refusal is opened with expected_conv, recipient (user, device, X25519 private "
             "key), sender_keys (the sender's directory as the server returns it) and, if "
             "present, trusted_identity; it must fail with error.",

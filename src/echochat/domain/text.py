@@ -9,8 +9,7 @@ __all__ = ["clean_line"]
 # Bidirectional embedding/override/isolate controls and invisible spaces and joiners that
 # only serve to make two names look alike; the zero-width joiner and non-joiner stay.
 _BIDI_CONTROLS = frozenset(
-    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-    "\u200b\u2060\ufeff\u180e\u00ad"
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u2060\ufeff\u180e\u00ad"
 )
 _DROP_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Cn"})
 
