@@ -145,7 +145,7 @@ async def test_sign_in_refusals_say_why(
     problems.expect_refusal("/api/v1/auth/login", 429)
     await sign_in(page, live_server, ALICE.username, ALICE.password, path=None)
     await expect_status(
-        page, re.compile(r"^Too many sign-in attempts; try again in \d+ minutes\.$")
+        page, re.compile(r"^Too many sign-in attempts; try again in \d+ (minutes|seconds)\.$")
     )
     await page.screenshot(path=output_dir / "login-rate-limited.png")
     await expect(page).to_have_url(live_server.url + "/login")

@@ -80,7 +80,9 @@ class MemoryBus:
     async def put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         if len(self._values) % 1024 == 1023:
             self._sweep()
-        self._values[key] = (value, None if ttl is None else self._clock() + ttl)
+        # An exact-size copy: orjson's results keep their whole working buffer (~4 KiB)
+        # alive, which adds up to megabytes of presence state (docs/performance.md).
+        self._values[key] = (bytes(memoryview(value)), None if ttl is None else self._clock() + ttl)
 
     async def get(self, key: str) -> bytes | None:
         return self._live(key)

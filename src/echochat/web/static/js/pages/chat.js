@@ -1,31 +1,40 @@
 // @ts-check
 /**
- * /chat: the signed-in shell. Until the realtime client arrives it checks the session
- * (refreshing the access token when it has expired) and wires the menu.
+ * /chat: boots the buddy list. The realtime socket, the state and the window's parts live
+ * in their own modules (net/socket.js, state/, ui/messenger.js); this only reads the page's
+ * settings and starts them.
+ *
+ * `?idle=SECONDS` shortens the idle timeout (default 5 minutes), for tests and demos.
  */
 
-import { ApiError, api } from "../net/api.js";
+import { Socket } from "../net/socket.js";
+import { idleTimeoutFrom } from "../state/presence.js";
 import { setStatus } from "../ui/forms.js";
-import { signInAgain } from "../ui/navigate.js";
+import { startMessenger } from "../ui/messenger.js";
 import { bindSignOut } from "./signout.js";
 
-const status = document.getElementById("chat-status");
+const windowEl = document.getElementById("buddy-window");
 const signOut = document.getElementById("sign-out");
+const status = document.getElementById("buddy-notice");
 
 if (signOut instanceof HTMLButtonElement) {
   bindSignOut(signOut, (message) => setStatus(status, message, "error"));
 }
 
-try {
-  await api("GET", "/me");
-} catch (error) {
-  if (error instanceof ApiError && error.status === 401) {
-    signInAgain();
-  } else {
-    setStatus(
-      status,
-      `Could not reach the server: ${/** @type {Error} */ (error).message}`,
-      "error",
-    );
-  }
+if (windowEl instanceof HTMLElement && windowEl.dataset.username) {
+  const socket = new Socket();
+  startMessenger({
+    socket,
+    me: windowEl.dataset.username,
+    idleMs: idleTimeoutFrom(window.location.search),
+  });
+  socket.start();
+  // Leaving the page closes the socket cleanly; coming back from the back/forward cache
+  // opens it again.
+  window.addEventListener("pagehide", () => socket.stop());
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) {
+      socket.start();
+    }
+  });
 }

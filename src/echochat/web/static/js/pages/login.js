@@ -2,10 +2,29 @@
 /** The sign-in form of the landing page (/ and /login). */
 
 import { api } from "../net/api.js";
-import { bindForm, waitInWords } from "../ui/forms.js";
+import { bindForm, setStatus, waitInWords } from "../ui/forms.js";
 import { afterSignIn } from "../ui/navigate.js";
 
+/** Set by the chat page when the server ended its session (ui/messenger.js NOTICE_KEY). */
+const NOTICE_KEY = "echochat.notice";
+
 const form = document.getElementById("login-form");
+
+/** Why the last session ended, if the chat page left a note (shown once). */
+function showNotice() {
+  let notice = null;
+  try {
+    notice = sessionStorage.getItem(NOTICE_KEY);
+    sessionStorage.removeItem(NOTICE_KEY);
+  } catch {
+    return;
+  }
+  if (notice) {
+    setStatus(document.getElementById("login-status"), notice, "info");
+  }
+}
+
+showNotice();
 
 if (form instanceof HTMLFormElement) {
   bindForm(

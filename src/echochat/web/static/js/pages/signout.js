@@ -2,6 +2,7 @@
 /** "Sign out" buttons: end this browser's session, then go to the sign-in page. */
 
 import { api } from "../net/api.js";
+import { leave } from "../ui/navigate.js";
 
 /**
  * @param {HTMLButtonElement} button
@@ -17,13 +18,11 @@ export function bindSignOut(button, report) {
       if (status !== 401) {
         // The session is still alive: stay, and say why.
         button.disabled = false;
-        report(
-          `Could not sign out: ${/** @type {Error} */ (error).message}. Try again.`,
-        );
+        report(`Could not sign out: ${/** @type {Error} */ (error).message}. Try again.`);
         return;
       }
       // 401: this session had already ended; the sign-in page is the right place anyway.
     }
-    window.location.assign("/login");
+    leave("/login");
   });
 }

@@ -211,7 +211,9 @@ function nativeProblems(form) {
 function describe(error, explain) {
   if (!(error instanceof ApiError)) {
     console.error(error);
-    return { problems: [{ message: "something went wrong on this page; reload it and try again" }] };
+    return {
+      problems: [{ message: "something went wrong on this page; reload it and try again" }],
+    };
   }
   const custom = explain?.(error);
   if (custom) {
@@ -325,4 +327,16 @@ export function passwordsMatch(password, confirm) {
     values[password] === values[confirm]
       ? []
       : [{ field: confirm, message: "the two passwords do not match" }];
+}
+
+/**
+ * What went wrong, in words.
+ * @param {unknown} error
+ */
+export function problemText(error) {
+  if (error instanceof ApiError) {
+    return sentence(error.message);
+  }
+  console.error(error);
+  return "Something went wrong on this page; reload it and try again.";
 }

@@ -33,8 +33,22 @@ export function afterSignIn() {
   return safeNext(next, window.location.origin) ?? "/chat";
 }
 
+let leaving = false;
+
+/**
+ * Go to `url`, once: when several things end the page at the same moment (the sign-out
+ * button and the socket's `kicked` event), a second navigation would abort the first.
+ * @param {string} url
+ */
+export function leave(url) {
+  if (!leaving) {
+    leaving = true;
+    window.location.assign(url);
+  }
+}
+
 /** The session is over: go to the sign-in page, coming back here afterwards. */
 export function signInAgain() {
   const here = window.location.pathname + window.location.search;
-  window.location.assign(`/login?next=${encodeURIComponent(here)}`);
+  leave(`/login?next=${encodeURIComponent(here)}`);
 }

@@ -1,0 +1,365 @@
+// @ts-check
+/**
+ * The realtime connection: one WebSocket to /ws per tab (docs/protocol.md).
+ *
+ * - Connects to `${origin}/ws` (the access cookie and the page's Origin authenticate it).
+ *   The server greets with a `hello` event; the client answers with the `hello` op and
+ *   then emits "ready" (with the server's hello data): the place to resync, since events
+ *   sent while the socket was down are not replayed for buddies and presence.
+ * - Ops are requests: `request(op, data)` resolves with the `ok` reply of the same `ref`,
+ *   rejects with a {@link SocketError} on `err`, on a timeout, or when the socket drops.
+ * - A `ping` op every `heartbeat` seconds; an unanswered ping counts as a dead connection.
+ * - Drops are retried with exponential backoff and full jitter (0.5 s doubling, capped at
+ *   30 s); at once when the browser comes back online, when the tab is shown again, or
+ *   on `reconnectNow()`. Close 1013 (too slow) reconnects like any other drop.
+ * - A failed upgrade is all a browser learns of a refusal (401/403 bodies are hidden from
+ *   scripts), so after a failure before the socket opened the session is refreshed once
+ *   (api.js `refreshSession`) before the next try. A refresh refused with 401 means the
+ *   session is over: "unauthorized" is emitted and the socket stops.
+ * - `kicked` (session revoked, banned, signed out) stops the socket for good; the page
+ *   decides where to go.
+ *
+ * Emits: "status" ({@link SocketStatus}), "ready" (hello data), "event" ({type, data}),
+ * one emit per event type ("presence", "buddy.request", ...), "kicked", "unauthorized".
+ */
+
+import { ApiError, refreshSession } from "./api.js";
+import { Emitter } from "./emitter.js";
+
+export const BACKOFF_BASE_MS = 500;
+export const BACKOFF_CAP_MS = 30_000;
+const REQUEST_TIMEOUT_MS = 10_000;
+const HELLO_TIMEOUT_MS = 10_000;
+/** A connection that lived this long starts the backoff from scratch when it drops. */
+const STABLE_MS = 10_000;
+/** Client-side close code for a connection that stopped answering pings. */
+const CLOSE_DEAD = 4000;
+
+/**
+ * @typedef {object} SocketStatus
+ * @property {"connecting" | "online" | "waiting" | "stopped"} state
+ * @property {number} attempt failed tries since the last good connection
+ * @property {number | null} retryAt when the next try starts (epoch ms), while waiting
+ */
+
+/** A refused op (`err` reply), a timeout (`timeout`) or a dropped socket (`disconnected`). */
+export class SocketError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   */
+  constructor(code, message) {
+    super(message);
+    this.name = "SocketError";
+    this.code = code;
+  }
+}
+
+/**
+ * The wait before try number `attempt` (0-based): "full jitter", a uniform random delay
+ * below min(cap, base * 2^attempt), so reconnecting clients do not stampede together.
+ * @param {number} attempt
+ * @param {() => number} [random] in [0, 1)
+ * @param {number} [base]
+ * @param {number} [cap]
+ */
+export function backoffDelay(
+  attempt,
+  random = Math.random,
+  base = BACKOFF_BASE_MS,
+  cap = BACKOFF_CAP_MS,
+) {
+  const ceiling = Math.min(cap, base * 2 ** Math.min(attempt, 30));
+  return Math.floor(random() * ceiling);
+}
+
+/** ws://host/ws for http://host, wss:// for https://. */
+export function socketUrl(origin = window.location.origin) {
+  return `${origin.replace(/^http/, "ws")}/ws`;
+}
+
+/**
+ * @typedef {object} Pending
+ * @property {(data: any) => void} resolve
+ * @property {(error: SocketError) => void} reject
+ * @property {number} timer
+ */
+
+export class Socket extends Emitter {
+  /** @param {{url?: string, refresh?: () => Promise<void>}} [options] */
+  constructor(options = {}) {
+    super();
+    this.url = options.url ?? socketUrl();
+    this.refresh = options.refresh ?? refreshSession;
+    /** @type {WebSocket | null} */
+    this.ws = null;
+    /** @type {SocketStatus} */
+    this.status = { state: "stopped", attempt: 0, retryAt: null };
+    this.heartbeat = 25;
+    this.ready = false;
+    this.stopped = true;
+    this.refreshed = false;
+    this.readyAt = 0;
+    this.counter = 0;
+    /** @type {Map<string, Pending>} */
+    this.pending = new Map();
+    /** @type {number | undefined} */
+    this.retryTimer = undefined;
+    /** @type {number | undefined} */
+    this.pingTimer = undefined;
+    /** @type {number | undefined} */
+    this.helloTimer = undefined;
+    this.onOnline = () => this.reconnectNow();
+    this.onVisible = () => {
+      if (document.visibilityState === "visible") {
+        this.reconnectNow(); // back to the tab: do not sit out a long backoff
+      }
+    };
+  }
+
+  start() {
+    if (!this.stopped) {
+      return;
+    }
+    this.stopped = false;
+    window.addEventListener("online", this.onOnline);
+    document.addEventListener("visibilitychange", this.onVisible);
+    this.connect();
+  }
+
+  /** Close for good (page leaving, kicked, signed out). */
+  stop() {
+    this.stopped = true;
+    window.removeEventListener("online", this.onOnline);
+    document.removeEventListener("visibilitychange", this.onVisible);
+    window.clearTimeout(this.retryTimer);
+    const ws = this.ws;
+    this.dropped(ws);
+    ws?.close(1000, "bye");
+    this.setStatus("stopped", null);
+  }
+
+  /** Skip the rest of the backoff wait. */
+  reconnectNow() {
+    if (!this.stopped && !this.ws) {
+      window.clearTimeout(this.retryTimer);
+      this.connect();
+    }
+  }
+
+  /**
+   * Send an op and wait for its reply.
+   * @param {string} op
+   * @param {Record<string, unknown>} [data]
+   * @param {number} [timeoutMs]
+   * @returns {Promise<any>} the reply's data
+   */
+  request(op, data = {}, timeoutMs = REQUEST_TIMEOUT_MS) {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || (!this.ready && op !== "hello")) {
+      return Promise.reject(new SocketError("not_connected", "not connected to the server"));
+    }
+    this.counter += 1;
+    const ref = `c-${this.counter}`;
+    return new Promise((resolve, reject) => {
+      const timer = window.setTimeout(() => {
+        this.pending.delete(ref);
+        reject(new SocketError("timeout", `no answer to ${op} in time`));
+      }, timeoutMs);
+      this.pending.set(ref, { resolve, reject, timer });
+      ws.send(JSON.stringify({ op, ref, data }));
+    });
+  }
+
+  /**
+   * @param {SocketStatus["state"]} state
+   * @param {number | null} retryAt
+   */
+  setStatus(state, retryAt) {
+    this.status = { state, attempt: this.status.attempt, retryAt };
+    this.emit("status", { ...this.status });
+  }
+
+  connect() {
+    this.setStatus("connecting", null);
+    const ws = new WebSocket(this.url);
+    this.ws = ws;
+    let opened = false;
+    ws.addEventListener("open", () => {
+      opened = true;
+    });
+    ws.addEventListener("message", (event) => this.onFrame(ws, event.data));
+    ws.addEventListener("close", (event) => this.onClose(ws, event.code, opened));
+    this.helloTimer = window.setTimeout(() => this.abandon(ws), HELLO_TIMEOUT_MS);
+  }
+
+  /**
+   * @param {WebSocket} ws
+   * @param {unknown} raw
+   */
+  onFrame(ws, raw) {
+    if (ws !== this.ws || typeof raw !== "string") {
+      return;
+    }
+    /** @type {any} */
+    let frame;
+    try {
+      frame = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    if (frame?.op === "ok" || frame?.op === "err") {
+      const waiting = this.pending.get(frame.ref);
+      if (!waiting) {
+        return;
+      }
+      this.pending.delete(frame.ref);
+      window.clearTimeout(waiting.timer);
+      if (frame.op === "ok") {
+        waiting.resolve(frame.data ?? {});
+      } else {
+        const error = frame.error ?? {};
+        waiting.reject(new SocketError(String(error.code ?? "error"), String(error.message ?? "")));
+      }
+      return;
+    }
+    if (frame?.op !== "ev" || typeof frame.type !== "string") {
+      return;
+    }
+    if (frame.type === "hello") {
+      this.onHello(ws, frame.data ?? {});
+    } else if (frame.type === "kicked") {
+      this.stop();
+      this.emit("kicked", frame.data ?? {});
+    } else {
+      this.emit("event", { type: frame.type, data: frame.data ?? {} });
+      this.emit(frame.type, frame.data ?? {});
+    }
+  }
+
+  /**
+   * @param {WebSocket} ws
+   * @param {any} hello
+   */
+  async onHello(ws, hello) {
+    window.clearTimeout(this.helloTimer);
+    if (typeof hello.heartbeat === "number" && hello.heartbeat > 0) {
+      this.heartbeat = hello.heartbeat;
+    }
+    try {
+      await this.request("hello", {});
+    } catch {
+      this.abandon(ws);
+      return;
+    }
+    if (ws !== this.ws) {
+      return;
+    }
+    this.ready = true;
+    this.refreshed = false;
+    this.readyAt = Date.now();
+    this.status.attempt = 0;
+    this.setStatus("online", null);
+    this.schedulePing(ws);
+    this.emit("ready", hello);
+  }
+
+  /** @param {WebSocket} ws */
+  schedulePing(ws) {
+    window.clearTimeout(this.pingTimer);
+    this.pingTimer = window.setTimeout(async () => {
+      if (ws !== this.ws) {
+        return;
+      }
+      try {
+        await this.request("ping", {}, this.heartbeat * 1000);
+        this.schedulePing(ws);
+      } catch (error) {
+        if (error instanceof SocketError && error.code === "timeout") {
+          this.abandon(ws); // no answer for a whole heartbeat: the connection is dead
+        }
+      }
+    }, this.heartbeat * 1000);
+  }
+
+  /**
+   * Give up on a connection that stopped answering, without waiting for its close.
+   * @param {WebSocket} ws
+   */
+  abandon(ws) {
+    if (ws === this.ws) {
+      this.onClose(ws, CLOSE_DEAD, true);
+      ws.close(CLOSE_DEAD, "no answer");
+    }
+  }
+
+  /**
+   * Forget `ws`: stop its timers and fail the requests waiting on it.
+   * @param {WebSocket | null} ws
+   */
+  dropped(ws) {
+    if (ws !== this.ws) {
+      return;
+    }
+    this.ws = null;
+    this.ready = false;
+    window.clearTimeout(this.pingTimer);
+    window.clearTimeout(this.helloTimer);
+    for (const [ref, waiting] of this.pending) {
+      window.clearTimeout(waiting.timer);
+      waiting.reject(new SocketError("disconnected", "the connection to the server dropped"));
+      this.pending.delete(ref);
+    }
+  }
+
+  /**
+   * @param {WebSocket} ws
+   * @param {number} code
+   * @param {boolean} opened
+   */
+  async onClose(ws, code, opened) {
+    if (ws !== this.ws) {
+      return;
+    }
+    const lived = this.readyAt ? Date.now() - this.readyAt : 0;
+    this.dropped(ws);
+    this.readyAt = 0;
+    if (this.stopped) {
+      return;
+    }
+    if (lived >= STABLE_MS || code === 1013) {
+      this.status.attempt = 0;
+    }
+    if (!opened && !this.refreshed) {
+      // Maybe the access token expired: refresh once before the next try.
+      this.setStatus("connecting", null);
+      try {
+        await this.refresh();
+        this.refreshed = true;
+      } catch (error) {
+        if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+          this.stop();
+          this.emit("unauthorized", error);
+          return;
+        }
+        // The server is unreachable (or busy): wait and try again, refresh included.
+      }
+      if (this.stopped) {
+        return;
+      }
+    }
+    this.retryLater();
+  }
+
+  retryLater() {
+    const delay = backoffDelay(this.status.attempt);
+    this.status.attempt += 1;
+    this.setStatus("waiting", Date.now() + delay);
+    window.clearTimeout(this.retryTimer);
+    this.retryTimer = window.setTimeout(() => {
+      if (!this.stopped && !this.ws) {
+        this.connect();
+      }
+    }, delay);
+  }
+}
