@@ -163,14 +163,17 @@ def ws_url(base_url: str) -> str:
     return "ws" + base_url.removeprefix("http") + "/ws"
 
 
-async def open_socket(base_url: str, user: User | None = None, **kwargs: Any) -> Socket:
+async def open_socket(
+    base_url: str, user: User | None = None, *, query: str = "", **kwargs: Any
+) -> Socket:
     """A socket on the server at ``base_url``, as ``user`` (bearer) unless the caller brings
-    other credentials, returned after its ``hello`` event arrived."""
+    other credentials, returned after its ``hello`` event arrived. ``query`` (e.g.
+    ``"?state=busy"``) is appended to the URL."""
     headers = dict(kwargs.pop("additional_headers", {}))
     if user is not None:
         headers.update(user.headers)
     ws = await websockets.connect(
-        ws_url(base_url),
+        ws_url(base_url) + query,
         additional_headers=headers,
         ping_interval=None,
         proxy=None,

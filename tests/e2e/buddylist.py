@@ -32,7 +32,8 @@ DAVE = Account("dave", "Dave Digger", "dave@example.org", "dave-digs-deeper")
 # A socket that cannot connect while the server is down makes Chromium log the failed
 # upgrade, and the client's refresh attempt fails too: expected during a restart only.
 _DOWN_CONSOLE = re.compile(
-    r"WebSocket connection to '.*/ws' failed|Failed to load resource: net::ERR_CONNECTION_REFUSED"
+    r"WebSocket connection to '.*/ws(\?[^']*)?' failed"
+    r"|Failed to load resource: net::ERR_CONNECTION_REFUSED"
 )
 _DOWN_REQUEST = re.compile(r"/api/v1/auth/refresh: net::ERR_CONNECTION_REFUSED")
 

@@ -1047,3 +1047,29 @@ def test_token_bucket() -> None:
     assert bucket.take(start + 0.21) is True  # a whole token after 1/5 s
     assert bucket.take(start + 100) is True  # refills, but only up to the burst
     assert [bucket.take(start + 100) for _ in range(3)] == [True, True, False]
+
+
+async def test_a_device_can_start_invisible_without_a_flash_of_online(server: Server) -> None:
+    alice = await register(server.http, "alice")
+    bob = await register(server.http, "bob")
+    await befriend(server.http, alice, bob)
+    sa = await server.connect(alice)
+    sb = await server.connect(bob, query="?state=invisible&status=")
+    await sa.assert_quiet()  # no "online" first, then "offline"
+    listing = (await server.http.get(f"{API}/buddies", headers=alice.headers)).json()
+    assert listing["buddies"][0]["state"] == "offline"
+    await sb.close()
+    busy = await server.connect(bob, query="?state=busy&status=back%20soon")
+    assert await sa.presence("bob") == {"username": "bob", "state": "busy", "status": "back soon"}
+    await busy.close()
+    await sa.close()
+
+
+async def test_a_bad_initial_state_refuses_the_upgrade(server: Server) -> None:
+    alice = await register(server.http, "alice")
+    with pytest.raises(InvalidStatus) as caught:
+        await websockets.connect(
+            server.ws_url + "?state=sleeping", additional_headers=alice.headers, proxy=None
+        )
+    assert caught.value.response.status_code == 422
+    assert orjson.loads(caught.value.response.body or b"{}")["error"]["code"] == "invalid_state"

@@ -23,6 +23,7 @@ from echochat.domain.text import clean_line
 
 __all__ = [
     "AVAILABILITY",
+    "OFFLINE",
     "STATUS_TEXT_MAX",
     "DevicePresence",
     "Presence",

@@ -32,7 +32,7 @@ from echochat.domain.errors import (
     Unauthorized,
 )
 from echochat.domain.events import HelloData, HelloEvent
-from echochat.domain.presence import check_status_text
+from echochat.domain.presence import State, check_state, check_status_text
 from echochat.realtime.frames import ClientFrame, HelloIn, PingIn, PresenceSetIn, TypingIn
 from echochat.realtime.hub import CLOSE_SLOW, Connection, Hub
 from echochat.services import accounts, notify, presence
@@ -145,6 +145,17 @@ def _too_large(text: str, limit: int) -> bool:
     return len(text) * 4 > limit and len(text.encode()) > limit
 
 
+def _initial_presence(websocket: WebSocket) -> tuple[State | None, str | None]:
+    """``/ws?state=busy&status=...``: the presence this device starts with, so a client that
+    reconnects (or a restarted server that forgot the user's choice) never flashes "online"
+    to buddies before the client could say otherwise."""
+    raw_state = websocket.query_params.get("state")
+    raw_text = websocket.query_params.get("status")
+    state = check_state(raw_state) if raw_state is not None else None
+    text = check_status_text(raw_text) if raw_text is not None else None
+    return state, text
+
+
 def _reply(ref: str | None, data: dict[str, Any] | None) -> str:
     return orjson.dumps({"op": "ok", "ref": ref, "data": data or {}}).decode()
 
@@ -161,6 +172,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     hub: Hub = websocket.app.state.hub
     try:
         principal = await _authenticate(websocket, ctx)
+        initial_state, initial_text = _initial_presence(websocket)
     except DomainError as exc:
         await _refuse(websocket, exc)
         return
@@ -189,6 +201,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         conn_id=conn.id,
         user_id=principal.user_id,
         username=principal.username,
+        state=initial_state,
+        text=initial_text,
     )
     try:
         await _read_loop(ctx, conn, websocket)

@@ -26,7 +26,14 @@ from typing import cast
 import orjson
 
 from echochat.domain.events import PresenceData, PresenceEvent
-from echochat.domain.presence import DevicePresence, Presence, State, aggregate, seen_by
+from echochat.domain.presence import (
+    OFFLINE,
+    DevicePresence,
+    Presence,
+    State,
+    aggregate,
+    seen_by,
+)
 from echochat.services import notify
 from echochat.services.context import Context
 from echochat.store import buddies as buddy_store
@@ -177,7 +184,8 @@ async def announce(ctx: Context, user_id: int, username: str) -> None:
     send anything, or the stream of "offline" events would betray them."""
     new = await current(ctx, user_id)
     raw_old = await ctx.bus.get(_last(user_id))
-    old = _presence_from(raw_old) if raw_old is not None else None
+    # Nothing announced yet: buddies saw (and a fresh list fetch shows) "offline".
+    old = _presence_from(raw_old) if raw_old is not None else OFFLINE
     if old == new:
         return
     await ctx.bus.put(_last(user_id), orjson.dumps(new.to_dict()))
@@ -185,7 +193,7 @@ async def announce(ctx: Context, user_id: int, username: str) -> None:
         watchers = await buddy_store.watchers(conn, user_id)
     for buddy_id, stealth in watchers:
         view = seen_by(new, stealth=stealth)
-        if old is not None and seen_by(old, stealth=stealth) == view:
+        if seen_by(old, stealth=stealth) == view:
             continue
         await notify.to_user(ctx, buddy_id, presence_event(username, view))
 

@@ -86,10 +86,16 @@ export function socketUrl(origin = window.location.origin) {
  */
 
 export class Socket extends Emitter {
-  /** @param {{url?: string, refresh?: () => Promise<void>}} [options] */
+  /**
+   * @param {{url?: string, refresh?: () => Promise<void>,
+   *   presence?: () => ({state: string, status: string} | null)}} [options]
+   *   `presence` gives the state this tab chose, sent with each (re)connect so buddies never
+   *   see a flash of "online" before it is restored.
+   */
   constructor(options = {}) {
     super();
     this.url = options.url ?? socketUrl();
+    this.presence = options.presence ?? (() => null);
     this.refresh = options.refresh ?? refreshSession;
     /** @type {WebSocket | null} */
     this.ws = null;
@@ -180,9 +186,19 @@ export class Socket extends Emitter {
     this.emit("status", { ...this.status });
   }
 
+  /** The URL with this tab's chosen presence, if it has one. */
+  connectUrl() {
+    const chosen = this.presence();
+    if (!chosen) {
+      return this.url;
+    }
+    const query = new URLSearchParams({ state: chosen.state, status: chosen.status });
+    return `${this.url}?${query}`;
+  }
+
   connect() {
     this.setStatus("connecting", null);
-    const ws = new WebSocket(this.url);
+    const ws = new WebSocket(this.connectUrl());
     this.ws = ws;
     let opened = false;
     ws.addEventListener("open", () => {

@@ -125,6 +125,8 @@ export function startMessenger({ socket, me, idleMs }) {
   /** @type {MyPresence} */
   let mine = { state: "online", status: "" };
   let known = false; // learnt from the server, or chosen here
+  // Each reconnect starts with what this tab chose, so buddies see no flash of "online".
+  socket.presence = () => (known ? { state: mine.state, status: mine.status } : null);
   /** @param {Record<string, unknown>} data */
   const pushPresence = async (data) => {
     if (socket.status.state !== "online") {
