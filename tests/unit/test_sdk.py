@@ -12,6 +12,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import types
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -677,8 +678,8 @@ def test_public_names() -> None:
 
     assert sorted(sdk.__all__) == sorted(
         name
-        for name in vars(sdk)
-        if not name.startswith("_") and name not in {"errors", "http", "models"}
+        for name, value in vars(sdk).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
     )
     for name in sdk.__all__:
         assert getattr(sdk, name) is not None
