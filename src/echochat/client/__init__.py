@@ -1,38 +1,83 @@
-"""The EchoChat Python SDK: an async client for the HTTP API (WebSocket and DMs: planned).
+"""The EchoChat Python SDK: an async client for the HTTP API and the realtime socket.
 
     async with EchoChatClient("http://127.0.0.1:8000") as chat:
         await chat.login("alice", "a long passphrase")
-        print((await chat.me()).display_name)
+        async with await chat.connect() as rt:
+            await rt.set_presence("busy", "writing docs")
+            async for event in rt.events():
+                print(event)
 
 It stands alone: it imports nothing of the server (checked by import-linter). See
 ``docs/sdk.md``.
 """
 
+from echochat.client._events import (
+    BuddyRequestEvent,
+    BuddyUpdateEvent,
+    Event,
+    HelloEvent,
+    KickedEvent,
+    PresenceEvent,
+    TypingEvent,
+)
+from echochat.client._realtime import RealtimeConnection
 from echochat.client.errors import (
     AuthError,
     ConflictError,
+    ConnectionLostError,
+    DisconnectedError,
     EchoChatError,
     ForbiddenError,
+    KickedError,
     NetworkError,
     NotFoundError,
+    OpError,
     RateLimitedError,
     ValidationError,
 )
 from echochat.client.http import USER_AGENT, EchoChatClient
-from echochat.client.models import Me, Session, User
+from echochat.client.models import (
+    BlockedUser,
+    Buddy,
+    BuddyList,
+    BuddyRequest,
+    Me,
+    Presence,
+    PresenceState,
+    Session,
+    User,
+)
 
 __all__ = [
     "USER_AGENT",
     "AuthError",
+    "BlockedUser",
+    "Buddy",
+    "BuddyList",
+    "BuddyRequest",
+    "BuddyRequestEvent",
+    "BuddyUpdateEvent",
     "ConflictError",
+    "ConnectionLostError",
+    "DisconnectedError",
     "EchoChatClient",
     "EchoChatError",
+    "Event",
     "ForbiddenError",
+    "HelloEvent",
+    "KickedError",
+    "KickedEvent",
     "Me",
     "NetworkError",
     "NotFoundError",
+    "OpError",
+    "Presence",
+    "PresenceEvent",
+    "PresenceState",
     "RateLimitedError",
+    "RealtimeConnection",
     "Session",
+    "TypingEvent",
     "User",
     "ValidationError",
 ]

@@ -18,10 +18,14 @@ import httpx
 __all__ = [
     "AuthError",
     "ConflictError",
+    "ConnectionLostError",
+    "DisconnectedError",
     "EchoChatError",
     "ForbiddenError",
+    "KickedError",
     "NetworkError",
     "NotFoundError",
+    "OpError",
     "RateLimitedError",
     "ValidationError",
     "error_from_response",
@@ -86,6 +90,49 @@ class RateLimitedError(EchoChatError):
 
 class NetworkError(EchoChatError):
     """No answer: the connection failed or timed out (``status`` is 0)."""
+
+
+class ConnectionLostError(NetworkError):
+    """The WebSocket dropped while a request was waiting for its answer: the server may or
+    may not have carried it out (code ``connection_lost``). The connection reconnects by
+    itself; repeat the request if it is safe to."""
+
+
+class OpError(EchoChatError):
+    """The server refused an op sent on the WebSocket (an ``err`` reply): ``code`` is the
+    server's code (e.g. ``unknown_op``, ``invalid_input``, ``not_a_buddy``,
+    ``rate_limited``), ``op`` the op that was refused. ``status`` is 0: there is no HTTP
+    status on a socket."""
+
+    def __init__(self, op: str, code: str, message: str) -> None:
+        super().__init__(0, code, message)
+        self.op = op
+
+    def __str__(self) -> str:
+        return f"{self.code} (op {self.op!r}): {self.message}"
+
+    def __repr__(self) -> str:
+        return f"OpError(op={self.op!r}, code={self.code!r}, message={self.message!r})"
+
+
+class DisconnectedError(EchoChatError):
+    """The realtime connection ended for good and will not reconnect. ``code`` says why:
+    ``closed`` (you closed it), ``policy_violation`` (the server closed it with 1008, e.g.
+    too many bad frames), ``reconnect_failed`` (gave up after ``max_reconnect_attempts``).
+    ``close_code`` is the WebSocket close code when one was received."""
+
+    def __init__(self, code: str, message: str, *, close_code: int | None = None) -> None:
+        super().__init__(0, code, message)
+        self.close_code = close_code
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class KickedError(DisconnectedError):
+    """The server ended the connection with a ``kicked`` event: the session was revoked,
+    signed out or the user banned. ``code`` is the event's reason (``logged_out``,
+    ``session_revoked``, ``banned``, ``password_reset``); sign in again (if allowed)."""
 
 
 _BY_STATUS: dict[int, type[EchoChatError]] = {

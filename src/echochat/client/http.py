@@ -1,4 +1,6 @@
-"""The HTTP half of the SDK: :class:`EchoChatClient`, bearer tokens and automatic refresh.
+"""The HTTP half of the SDK: :class:`EchoChatClient`, bearer tokens and automatic refresh,
+the REST calls (accounts, sessions, buddies, blocks), and :meth:`EchoChatClient.connect`
+for the realtime connection (:mod:`echochat.client._realtime`).
 
 The core is :meth:`EchoChatClient._request`: it adds the bearer token, refreshes it shortly
 before it runs out, and when the server still answers 401 ``token_expired`` it refreshes
@@ -23,6 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from echochat import __version__
+from echochat.client._realtime import RealtimeConnection, websocket_url
 from echochat.client.errors import (
     AuthError,
     ConflictError,
@@ -30,7 +33,24 @@ from echochat.client.errors import (
     NetworkError,
     error_from_response,
 )
-from echochat.client.models import Me, Session, User, body, parse_me, parse_sessions, parse_user
+from echochat.client.models import (
+    BlockedUser,
+    Buddy,
+    BuddyList,
+    BuddyRequest,
+    Me,
+    Session,
+    User,
+    body,
+    parse_blocks,
+    parse_buddy,
+    parse_buddy_list,
+    parse_groups,
+    parse_me,
+    parse_request,
+    parse_sessions,
+    parse_user,
+)
 
 __all__ = ["API_PREFIX", "USER_AGENT", "EchoChatClient"]
 
@@ -244,6 +264,127 @@ class EchoChatClient:
         if token is None:
             self._reset_handle = None
 
+    # --- buddies and blocks ----------------------------------------------------------------
+
+    async def buddies(self) -> BuddyList:
+        """My groups, my buddies with the presence they let me see, and pending requests."""
+        response = await self._request("GET", "/buddies")
+        return parse_buddy_list(body(_json(response), response.status_code))
+
+    async def request_buddy(
+        self, username: str, message: str = "", group: str | None = None
+    ) -> BuddyRequest:
+        """Ask ``username`` to be buddies (with an optional message, at most 200
+        characters); ``group`` is where they go in my list once they accept. If they had
+        already asked me, this accepts their request instead. ``NotFoundError``
+        ``user_not_found``, ``ConflictError`` ``already_buddies`` / ``blocked``."""
+        payload: dict[str, Any] = {"username": username, "message": message}
+        if group is not None:
+            payload["group"] = group
+        response = await self._request("POST", "/buddies/requests", json=payload)
+        return parse_request(body(_json(response), response.status_code))
+
+    async def accept_request(self, request_id: int, group: str | None = None) -> Buddy:
+        """Accept an incoming request; the new buddy goes to ``group`` (default group if
+        ``None``). Returns the new entry of my list."""
+        payload: dict[str, Any] = {} if group is None else {"group": group}
+        response = await self._request(
+            "POST", f"/buddies/requests/{int(request_id)}/accept", json=payload
+        )
+        return parse_buddy(body(_json(response), response.status_code))
+
+    async def decline_request(self, request_id: int) -> None:
+        """Decline an incoming request."""
+        await self._request("POST", f"/buddies/requests/{int(request_id)}/decline")
+
+    async def cancel_request(self, request_id: int) -> None:
+        """Withdraw a request I sent."""
+        await self._request("DELETE", f"/buddies/requests/{int(request_id)}")
+
+    async def update_buddy(
+        self, username: str, group: str | None = None, stealth: bool | None = None
+    ) -> Buddy:
+        """Move a buddy to ``group`` and/or set ``stealth`` (appear offline to them)."""
+        payload: dict[str, Any] = {}
+        if group is not None:
+            payload["group"] = group
+        if stealth is not None:
+            payload["stealth"] = stealth
+        response = await self._request("PATCH", f"/buddies/{_seg(username)}", json=payload)
+        return parse_buddy(body(_json(response), response.status_code))
+
+    async def remove_buddy(self, username: str) -> None:
+        """End the buddy relationship (for both sides)."""
+        await self._request("DELETE", f"/buddies/{_seg(username)}")
+
+    async def create_group(self, name: str) -> tuple[str, ...]:
+        """Add an (empty) buddy group; returns all my groups."""
+        response = await self._request("POST", "/buddies/groups", json={"name": name})
+        return parse_groups(body(_json(response), response.status_code))
+
+    async def rename_group(self, name: str, new_name: str) -> tuple[str, ...]:
+        """Rename a group (its buddies stay in it); returns all my groups."""
+        response = await self._request(
+            "PATCH", f"/buddies/groups/{_seg(name)}", json={"name": new_name}
+        )
+        return parse_groups(body(_json(response), response.status_code))
+
+    async def delete_group(self, name: str) -> tuple[str, ...]:
+        """Delete a group; its buddies move to the first remaining group. Returns all my
+        groups."""
+        response = await self._request("DELETE", f"/buddies/groups/{_seg(name)}")
+        return parse_groups(body(_json(response), response.status_code))
+
+    async def blocks(self) -> list[BlockedUser]:
+        """The users I blocked."""
+        response = await self._request("GET", "/blocks")
+        return parse_blocks(_json(response), response.status_code)
+
+    async def block(self, username: str) -> None:
+        """Block ``username``: it ends our buddy relationship and pending requests; they no
+        longer see my presence nor reach me, and are not told."""
+        await self._request("POST", "/blocks", json={"username": username})
+
+    async def unblock(self, username: str) -> None:
+        """Unblock (``NotFoundError`` ``not_blocked`` if they were not blocked)."""
+        await self._request("DELETE", f"/blocks/{_seg(username)}")
+
+    # --- realtime ----------------------------------------------------------------------------
+
+    async def connect(
+        self,
+        *,
+        device_id: str | None = None,
+        heartbeat: float | None = None,
+        reconnect: bool = True,
+        reconnect_delay: float = 0.5,
+        reconnect_max_delay: float = 30.0,
+        max_reconnect_attempts: int | None = None,
+        open_timeout: float = 10.0,
+        request_timeout: float = 10.0,
+        compression: bool = True,
+    ) -> RealtimeConnection:
+        """Open the realtime connection (``ws(s)://<base>/ws``) as the signed-in user and
+        return it once the server said hello. See :class:`RealtimeConnection` and
+        docs/sdk.md. Needs a real network: an httpx ``transport`` given to this client is
+        not used for the WebSocket."""
+        connection = RealtimeConnection(
+            self,
+            websocket_url(self._base_url),
+            device_id=device_id,
+            heartbeat=heartbeat,
+            reconnect=reconnect,
+            reconnect_delay=reconnect_delay,
+            reconnect_max_delay=reconnect_max_delay,
+            max_reconnect_attempts=max_reconnect_attempts,
+            open_timeout=open_timeout,
+            request_timeout=request_timeout,
+            user_agent=USER_AGENT,
+            compression=compression,
+        )
+        await connection.open()
+        return connection
+
     # --- the HTTP core ---------------------------------------------------------------------
 
     async def _request(
@@ -362,6 +503,11 @@ class EchoChatClient:
                     raise
                 return exc
         return None
+
+
+def _seg(value: str) -> str:
+    """``value`` as one path segment (``/`` and everything else percent-encoded)."""
+    return quote(value, safe="")
 
 
 def _json(response: httpx.Response) -> Any:

@@ -9,11 +9,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from echochat.client.errors import EchoChatError
 
-__all__ = ["Me", "Session", "User"]
+__all__ = [
+    "BlockedUser",
+    "Buddy",
+    "BuddyList",
+    "BuddyRequest",
+    "Me",
+    "Presence",
+    "PresenceState",
+    "Session",
+    "User",
+]
+
+PresenceState = Literal["online", "away", "busy", "invisible", "offline"]
+"""A presence state. Others never see ``invisible``: it reaches them as ``offline``."""
+
+_STATES: frozenset[str] = frozenset(("online", "away", "busy", "invisible", "offline"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +75,67 @@ class Session:
     current: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A user's presence: ``state`` and the custom status text (``""`` for none)."""
+
+    state: PresenceState
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Buddy:
+    """A buddy in my list: my group for them, whether I appear offline to them (``stealth``),
+    and their presence as they let me see it."""
+
+    username: str
+    display_name: str
+    group: str
+    stealth: bool
+    state: PresenceState
+    status: str
+
+    @property
+    def online(self) -> bool:
+        """Whether they are signed in (online, away or busy) as far as I can see."""
+        return self.state != "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class BuddyRequest:
+    """A pending "add buddy" request, incoming or outgoing."""
+
+    id: int
+    from_username: str
+    from_display_name: str
+    to_username: str
+    message: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BuddyList:
+    """My buddy list: groups in display order, buddies, and pending requests both ways."""
+
+    groups: tuple[str, ...]
+    buddies: tuple[Buddy, ...]
+    incoming: tuple[BuddyRequest, ...]
+    outgoing: tuple[BuddyRequest, ...]
+
+    def get(self, username: str) -> Buddy | None:
+        """The buddy called ``username`` (exact match), or ``None``."""
+        return next((b for b in self.buddies if b.username == username), None)
+
+    def in_group(self, group: str) -> tuple[Buddy, ...]:
+        return tuple(b for b in self.buddies if b.group == group)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedUser:
+    username: str
+    display_name: str
+
+
 class _Body:
     """Typed access to one JSON object of a response, failing loudly on a wrong shape."""
 
@@ -89,6 +165,23 @@ class _Body:
         value: int = self._get(key, int)
         return value
 
+    def opt_integer(self, key: str) -> int | None:
+        if self._data.get(key) is None:
+            return None
+        return self.integer(key)
+
+    def number(self, key: str) -> float:
+        value = self._data.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _bad(self._status, f"{self._where}.{key} is missing or is not a number")
+        return float(value)
+
+    def state(self, key: str) -> PresenceState:
+        value = self.text(key)
+        if value not in _STATES:
+            raise _bad(self._status, f"{self._where}.{key} is not a presence state")
+        return value  # type: ignore[return-value]
+
     def flag(self, key: str) -> bool:
         value: bool = self._get(key, bool)
         return value
@@ -107,6 +200,15 @@ class _Body:
 
     def obj(self, key: str) -> _Body:
         return _Body(self._data.get(key), self._status, f"{self._where}.{key}")
+
+    def opt_obj(self, key: str) -> _Body | None:
+        if self._data.get(key) is None:
+            return None
+        return self.obj(key)
+
+    def items(self, key: str) -> list[_Body]:
+        values: list[Any] = self._get(key, list)
+        return [_Body(v, self._status, f"{self._where}.{key}[{i}]") for i, v in enumerate(values)]
 
 
 def _bad(status: int, what: str) -> EchoChatError:
@@ -136,11 +238,8 @@ def parse_me(data: _Body) -> Me:
 
 
 def parse_sessions(data: Any, status: int) -> list[Session]:
-    if not isinstance(data, list):
-        raise _bad(status, "body is not a JSON list")
     sessions = []
-    for index, item in enumerate(data):
-        row = _Body(item, status, f"body[{index}]")
+    for row in _list_of(data, status):
         sessions.append(
             Session(
                 id=row.text("id"),
@@ -152,3 +251,55 @@ def parse_sessions(data: Any, status: int) -> list[Session]:
             )
         )
     return sessions
+
+
+def _list_of(data: Any, status: int) -> list[_Body]:
+    if not isinstance(data, list):
+        raise _bad(status, "body is not a JSON list")
+    return [_Body(item, status, f"body[{index}]") for index, item in enumerate(data)]
+
+
+def parse_presence(data: _Body) -> Presence:
+    return Presence(state=data.state("state"), status=data.text("status"))
+
+
+def parse_buddy(data: _Body) -> Buddy:
+    return Buddy(
+        username=data.text("username"),
+        display_name=data.text("display_name"),
+        group=data.text("group"),
+        stealth=data.flag("stealth"),
+        state=data.state("state"),
+        status=data.text("status"),
+    )
+
+
+def parse_request(data: _Body) -> BuddyRequest:
+    return BuddyRequest(
+        id=data.integer("id"),
+        from_username=data.text("from_username"),
+        from_display_name=data.text("from_display_name"),
+        to_username=data.text("to_username"),
+        message=data.text("message"),
+        created_at=data.when("created_at"),
+    )
+
+
+def parse_buddy_list(data: _Body) -> BuddyList:
+    return BuddyList(
+        groups=data.texts("groups"),
+        buddies=tuple(parse_buddy(b) for b in data.items("buddies")),
+        incoming=tuple(parse_request(r) for r in data.items("incoming")),
+        outgoing=tuple(parse_request(r) for r in data.items("outgoing")),
+    )
+
+
+def parse_groups(data: _Body) -> tuple[str, ...]:
+    return data.texts("groups")
+
+
+def parse_blocks(data: Any, status: int) -> list[BlockedUser]:
+    return [
+        BlockedUser(username=row.text("username"), display_name=row.text("display_name"))
+        for row in _list_of(data, status)
+    ]

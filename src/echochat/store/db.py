@@ -10,9 +10,11 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from echochat.config import mask_url
+from echochat.domain.errors import Unavailable
 
 __all__ = ["Database", "DatabaseUnavailable"]
 
@@ -52,6 +54,9 @@ class Database:
     def __init__(self, url: str, engine: AsyncEngine) -> None:
         self.url = url
         self.engine = engine
+        # SQLite has one writer; queueing writers here (not in SQLite's busy loop) keeps
+        # them fair and off the 5 s busy timeout under load.
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def create(cls, url: str, *, pool_size: int = 10) -> Database:
@@ -105,11 +110,22 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction: committed when the block ends, rolled back if it raises.
         On SQLite it holds the write lock from the start (BEGIN IMMEDIATE)."""
-        async with self.engine.connect() as conn:
-            if self.dialect == "sqlite":
-                await conn.execution_options(sqlite_begin="IMMEDIATE")
-            async with conn.begin():
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
                 yield conn
+            return
+        async with self._write_lock:
+            try:
+                async with self.engine.connect() as conn:
+                    await conn.execution_options(sqlite_begin="IMMEDIATE")
+                    async with conn.begin():
+                        yield conn
+            except OperationalError as exc:
+                if "locked" not in str(exc).lower():
+                    raise
+                raise Unavailable(
+                    "the database is busy; try again in a moment", code="database_busy"
+                ) from exc
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -1,0 +1,354 @@
+"""What the workloads share: users with real sessions, raw sockets, RSS, statistics, tables.
+
+Users are created through the real API (``POST /auth/register`` with
+``"token_response": true``), so every socket is a real session of a real account. Creating
+thousands is slow on purpose (argon2id), so ``--users-file`` keeps their refresh tokens
+between runs; a later run renews each session with ``POST /auth/refresh`` (no password
+hashing) and only registers the users that are missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import secrets
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+
+API = "/api/v1"
+T = TypeVar("T")
+
+
+# --- process limits and the event loop ----------------------------------------------------
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise this process's soft limit on open files to the hard limit (one per socket)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def install_uvloop(enabled: bool) -> str:
+    if enabled:
+        try:
+            import uvloop
+        except ImportError:
+            return "asyncio"
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        return "uvloop"
+    return "asyncio"
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of process ``pid`` in KiB (``VmRSS`` of /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def own_rss_kib() -> int:
+    return rss_kib(os.getpid())
+
+
+# --- statistics and output -------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile (0-100) by linear interpolation between closest ranks."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def mean(values: Sequence[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")
+
+
+def table(title: str, rows: Iterable[tuple[str, str]]) -> str:
+    """A two-column text table (Markdown-compatible, so it pastes into docs)."""
+    rows = list(rows)
+    width = max(len(k) for k, _ in rows)
+    vwidth = max(len(v) for _, v in rows)
+    lines = [
+        f"{title}",
+        "",
+        f"| {'measure'.ljust(width)} | {'value'.rjust(vwidth)} |",
+        f"|{'-' * (width + 2)}|{'-' * (vwidth + 1)}:|",
+    ]
+    lines += [f"| {k.ljust(width)} | {v.rjust(vwidth)} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def bounded(
+    items: Sequence[T], worker: Callable[[T], Awaitable[Any]], concurrency: int, label: str
+) -> list[Any]:
+    """Run ``worker`` on every item with at most ``concurrency`` at once, with progress."""
+    results: list[Any] = [None] * len(items)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(len(items)):
+        queue.put_nowait(index)
+    done = 0
+    started = time.monotonic()
+    step = max(1, len(items) // 10)
+
+    async def run() -> None:
+        nonlocal done
+        while True:
+            try:
+                index = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            results[index] = await worker(items[index])
+            done += 1
+            if done % step == 0 or done == len(items):
+                rate = done / max(time.monotonic() - started, 1e-9)
+                say(f"  {label}: {done}/{len(items)} ({rate:.0f}/s)")
+
+    await asyncio.gather(*(run() for _ in range(min(concurrency, len(items)) or 1)))
+    return results
+
+
+# --- users with real sessions ----------------------------------------------------------------
+
+
+@dataclass
+class Account:
+    username: str
+    password: str
+    access_token: str = ""
+    refresh_token: str = ""
+    expires_at: float = 0.0  # wall-clock seconds when the access token runs out
+
+
+class Users:
+    """Accounts on one server, kept fresh through the real API and cached in a JSON file
+    (mode 0600: it holds passwords and refresh tokens of bench accounts)."""
+
+    def __init__(self, url: str, path: Path | None) -> None:
+        self.url = url.rstrip("/")
+        self.path = path
+        self.accounts: dict[str, Account] = {}
+        self.password = "bench-" + secrets.token_urlsafe(18)
+        self.registered = 0
+        self.refreshed = 0
+        if path is not None and path.exists():
+            data = json.loads(path.read_text())
+            if data.get("url") != self.url:
+                raise SystemExit(
+                    f"{path} holds the accounts of {data.get('url')}, not {self.url}: "
+                    "give another --users-file (this one is left as it is)"
+                )
+            self.password = data.get("password", self.password)
+            for row in data.get("accounts", []):
+                account = Account(**row)
+                self.accounts[account.username] = account
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        tmp = self.path.with_suffix(".tmp")
+        payload = {
+            "url": self.url,
+            "password": self.password,
+            "accounts": [asdict(a) for a in self.accounts.values()],
+        }
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(payload, out)
+        tmp.replace(self.path)
+
+    async def ensure(
+        self, http: httpx.AsyncClient, names: Sequence[str], concurrency: int, margin: float = 300
+    ) -> list[Account]:
+        """Every account in ``names`` signed in with an access token valid for ``margin``
+        more seconds: refreshed when cached, registered when new."""
+
+        async def one(name: str) -> Account:
+            account = self.accounts.get(name)
+            if account is not None and account.expires_at - time.time() > margin:
+                return account
+            if account is not None and account.refresh_token:
+                response = await http.post(
+                    API + "/auth/refresh", json={"refresh_token": account.refresh_token}
+                )
+                if response.status_code == 200:
+                    self._keep(account, response.json())
+                    self.refreshed += 1
+                    return account
+                say(f"  refresh of {name} failed ({response.status_code}); signing in again")
+            known = account is not None
+            account = Account(name, self.password)
+            credentials = {"username": name, "password": self.password, "token_response": True}
+            answer: httpx.Response | None = None
+            if not known:
+                answer = await post_patiently(http, API + "/auth/register", credentials)
+            if answer is None or answer.status_code == 409:  # exists: sign in instead
+                answer = await post_patiently(http, API + "/auth/login", credentials)
+            response = answer
+            if response.status_code not in (200, 201):
+                raise RuntimeError(
+                    f"cannot sign in {name}: HTTP {response.status_code} {response.text[:300]}"
+                )
+            self._keep(account, response.json())
+            self.accounts[name] = account
+            self.registered += 1
+            return account
+
+        try:
+            return await bounded(list(names), one, concurrency, "accounts")
+        finally:
+            self.save()
+
+    @staticmethod
+    def _keep(account: Account, body: dict[str, Any]) -> None:
+        account.access_token = body["access_token"]
+        account.refresh_token = body["refresh_token"]
+        account.expires_at = time.time() + float(body["expires_in"])
+
+
+async def post_patiently(
+    http: httpx.AsyncClient, path: str, payload: dict[str, Any], tries: int = 20
+) -> httpx.Response:
+    """POST, waiting out 429 answers (``Retry-After``) of the server's rate limits."""
+    for _ in range(tries):
+        response = await http.post(path, json=payload)
+        if response.status_code != 429:
+            return response
+        wait = float(response.headers.get("retry-after") or 5)
+        say(f"  {path}: rate limited, waiting {wait:g} s (see docs/performance.md)")
+        await asyncio.sleep(min(wait, 120))
+    return response
+
+
+def http_client(url: str, concurrency: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.AsyncClient(base_url=url.rstrip("/"), timeout=120, limits=limits)
+
+
+# --- raw sockets on the SDK's wire protocol ----------------------------------------------------
+
+
+def ws_url(url: str) -> str:
+    base = url.rstrip("/")
+    return ("wss://" + base[8:] if base.startswith("https://") else "ws://" + base[7:]) + "/ws"
+
+
+class Socket:
+    """One authenticated socket speaking the protocol the SDK speaks: it reads the server's
+    ``hello`` event, sends the ``hello`` op, then pings every heartbeat period and hands
+    every event to ``on_event`` (with the time it arrived)."""
+
+    def __init__(
+        self,
+        account: Account,
+        url: str,
+        *,
+        compression: bool,
+        on_event: Callable[[dict[str, Any], float], None] | None = None,
+    ) -> None:
+        self.account = account
+        self.url = url
+        self.compression = compression
+        self.on_event = on_event
+        self.ws: ClientConnection | None = None
+        self.heartbeat = 25.0
+        self.task: asyncio.Task[None] | None = None
+        self.closed_with: int | None = None
+        self._refs = 0
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    async def open(self, timeout: float = 60) -> None:
+        self.ws = await ws_connect(
+            self.url,
+            additional_headers={"Authorization": f"Bearer {self.account.access_token}"},
+            compression="deflate" if self.compression else None,
+            ping_interval=None,  # like the SDK: the app-level heartbeat
+            open_timeout=timeout,
+            max_queue=16,
+        )
+        async with asyncio.timeout(timeout):
+            first = json.loads(await self.ws.recv())
+        if first.get("type") != "hello":
+            raise RuntimeError(f"expected hello, got {first!r}")
+        self.heartbeat = float(first["data"]["heartbeat"])
+        self.task = asyncio.create_task(self._run())
+        await self.request("hello", {}, timeout=timeout)
+
+    async def request(self, op: str, data: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+        assert self.ws is not None
+        self._refs += 1
+        ref = f"b{self._refs}"
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[ref] = future
+        try:
+            await self.ws.send(json.dumps({"op": op, "ref": ref, "data": data}))
+            async with asyncio.timeout(timeout):
+                return await future
+        finally:
+            self._waiting.pop(ref, None)
+
+    async def _run(self) -> None:
+        assert self.ws is not None
+        ws = self.ws
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time() + self.heartbeat
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(max(0.0, next_ping - loop.time())):
+                        raw = await ws.recv()
+                except TimeoutError:
+                    next_ping = loop.time() + self.heartbeat
+                    self._refs += 1
+                    await ws.send(json.dumps({"op": "ping", "ref": f"p{self._refs}"}))
+                    continue
+                arrived = time.perf_counter()
+                frame = json.loads(raw)
+                kind = frame.get("op")
+                if kind == "ev":
+                    if self.on_event is not None:
+                        self.on_event(frame, arrived)
+                elif kind in ("ok", "err"):
+                    future = self._waiting.get(frame.get("ref"))
+                    if future is not None and not future.done():
+                        if kind == "ok":
+                            future.set_result(frame.get("data") or {})
+                        else:
+                            future.set_exception(RuntimeError(str(frame.get("error"))))
+        except Exception:
+            self.closed_with = ws.close_code if ws.close_code is not None else -1
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(), 10)
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task

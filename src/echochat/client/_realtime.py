@@ -1,0 +1,595 @@
+"""The realtime half of the SDK: one WebSocket to ``/ws`` that stays up.
+
+:class:`RealtimeConnection` (from :meth:`EchoChatClient.connect`) authenticates the upgrade
+with ``Authorization: Bearer`` (a fresh token from the client each time it connects), sends
+``hello``, then
+
+- yields the server's events, typed (:mod:`echochat.client._events`), from :meth:`events`;
+- matches each request to its ``ok``/``err`` reply by a unique ``ref`` (:meth:`request`);
+- pings every ``heartbeat`` seconds (the period the server announces in its ``hello``
+  event), and drops a socket whose ping goes unanswered for a whole period;
+- reconnects when the socket drops, after an exponential backoff with jitter, sends
+  ``hello`` again and restores the presence set through :meth:`set_presence`. It does not
+  reconnect after a ``kicked`` event, a close with code 1008 (policy), or a refused upgrade
+  with 401/403: then :meth:`events` ends by raising an error that says why.
+
+The wire protocol is ARCHITECTURE section 5 and ``docs/sdk.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any, Final, Protocol, Self
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from echochat.client._events import Event, HelloEvent, KickedEvent, parse_event
+from echochat.client.errors import (
+    AuthError,
+    ConnectionLostError,
+    DisconnectedError,
+    EchoChatError,
+    ForbiddenError,
+    KickedError,
+    NetworkError,
+    OpError,
+    error_from_response,
+)
+from echochat.client.models import Presence, PresenceState, body, parse_presence
+
+__all__ = ["RealtimeConnection", "backoff_delay", "websocket_url"]
+
+log = logging.getLogger("echochat.client")
+
+CLOSE_POLICY: Final = 1008
+_END: Final = object()  # the end-of-stream marker in the event queue
+
+
+class TokenSource(Protocol):
+    """What the connection needs from :class:`EchoChatClient`."""
+
+    async def valid_access_token(self) -> str: ...
+
+    async def refresh(self) -> None: ...
+
+
+def websocket_url(base_url: str) -> str:
+    """``http(s)://host[:port][/prefix]`` -> ``ws(s)://host[:port][/prefix]/ws``."""
+    parts = urlsplit(base_url)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None or not parts.netloc:
+        raise ValueError(f"not an http(s) URL: {base_url!r}")
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/ws", "", ""))
+
+
+def backoff_delay(
+    attempt: int, initial: float, maximum: float, rand: random.Random | None = None
+) -> float:
+    """Seconds to wait before reconnect attempt ``attempt`` (1, 2, ...): ``initial`` doubled
+    per attempt, capped at ``maximum``, then "equal jitter" (a uniform draw from the upper
+    half) so that many clients dropped at once do not come back in step."""
+    ceiling = min(maximum, initial * 2 ** min(attempt - 1, 30))
+    return (rand or random).uniform(ceiling / 2, ceiling)
+
+
+class _NotSent(ConnectionLostError):
+    """The socket was already closed: the request did not leave (safe to send again)."""
+
+
+class _Fatal(Exception):
+    """Connecting failed in a way that retrying cannot fix (wraps the error to raise)."""
+
+    def __init__(self, error: EchoChatError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class RealtimeConnection:
+    """A live ``/ws`` connection. Obtain it with ``await client.connect()`` and close it
+    with :meth:`close` or ``async with``. See the module docstring for what it does.
+
+    One task should consume :meth:`events` (or iterate the connection itself); events wait
+    in memory until consumed.
+    """
+
+    def __init__(
+        self,
+        tokens: TokenSource,
+        url: str,
+        *,
+        device_id: str | None = None,
+        heartbeat: float | None = None,
+        reconnect: bool = True,
+        reconnect_delay: float = 0.5,
+        reconnect_max_delay: float = 30.0,
+        max_reconnect_attempts: int | None = None,
+        open_timeout: float = 10.0,
+        request_timeout: float = 10.0,
+        user_agent: str | None = None,
+        compression: bool = True,
+    ) -> None:
+        self._tokens = tokens
+        self._url = url
+        self._device_id = device_id
+        self._heartbeat_override = heartbeat
+        self._reconnect = reconnect
+        self._reconnect_delay = reconnect_delay
+        self._reconnect_max_delay = reconnect_max_delay
+        self._max_attempts = max_reconnect_attempts
+        self._open_timeout = open_timeout
+        self._request_timeout = request_timeout
+        self._user_agent = user_agent
+        self._compression = compression
+        self._refs = itertools.count(1)
+        self._pending: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._ws: ClientConnection | None = None
+        self._ready = asyncio.Event()  # set while a socket is open and said hello
+        self._ended = asyncio.Event()
+        self._error: EchoChatError | None = None  # why the connection ended (None: by us)
+        self._closing = False
+        self._kicked: KickedEvent | None = None
+        self._greet_error: OpError | None = None
+        self._last_error: tuple[str, str] | None = None  # the last err frame without a ref
+        self._presence: dict[str, Any] = {}  # what set_presence() chose, restored on reconnect
+        self._hello: HelloEvent | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._reconnects = 0
+
+    # --- public state -----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def connected(self) -> bool:
+        """Whether a socket is open and greeted right now (False while reconnecting)."""
+        return self._ready.is_set()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection ended for good (closed by you or by the server)."""
+        return self._ended.is_set()
+
+    @property
+    def hello(self) -> HelloEvent:
+        """The ``hello`` event of the current (or last) socket."""
+        if self._hello is None:
+            raise DisconnectedError("not_connected", "the connection has not opened yet")
+        return self._hello
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the connection came back after a drop."""
+        return self._reconnects
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "connected" if self.connected else "reconnecting"
+        who = f" as {self._hello.username!r}" if self._hello is not None else ""
+        return f"<RealtimeConnection {self._url}{who} {state}>"
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the first socket and say hello. Raises what went wrong (no retry): e.g.
+        :class:`NetworkError` (server unreachable), :class:`AuthError` (signed out)."""
+        if self._task is not None:
+            raise RuntimeError("this connection was already opened")
+        try:
+            ws = await self._open_socket()
+        except _Fatal as exc:
+            raise exc.error from exc.__cause__
+        self._task = asyncio.create_task(self._supervise(ws), name="echochat-realtime")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._open_timeout):
+                await self._wait_ready()
+        if not self._ready.is_set():
+            error = self._error or NetworkError(
+                0, "timeout", f"the server did not answer hello within {self._open_timeout:g} s"
+            )
+            await self.close()
+            raise error
+
+    async def close(self) -> None:
+        """Close the socket (code 1000) and stop reconnecting. :meth:`events` then ends
+        without an error; pending requests raise :class:`DisconnectedError`."""
+        self._closing = True
+        task, self._task = self._task, None
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 5)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._finish(None)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- events -----------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[Event]:
+        """The server's events, in order, for as long as the connection lives (reconnects
+        included: each new socket starts with a :class:`HelloEvent`). When the connection
+        ends the iterator stops: quietly if you closed it, else by raising why
+        (:class:`KickedError`, :class:`DisconnectedError`, :class:`AuthError`, ...)."""
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                self._queue.put_nowait(_END)  # every later reader ends too
+                if self._error is not None:
+                    raise self._error
+                return
+            assert isinstance(item, Event)
+            yield item
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self.events()
+
+    # --- requests ---------------------------------------------------------------------------
+
+    async def request(
+        self, op: str, data: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Send ``op`` with ``data`` and return the ``data`` of its ``ok`` reply.
+
+        Waits for the connection if it is reconnecting. Raises :class:`OpError` for an
+        ``err`` reply (``code`` is the server's), :class:`ConnectionLostError` when the socket
+        drops before the reply, :class:`NetworkError` code ``timeout`` after ``timeout``
+        seconds (default ``request_timeout``), :class:`DisconnectedError` once closed."""
+        limit = self._request_timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(limit):
+                while True:
+                    if self._ended.is_set():
+                        raise self._error or DisconnectedError("closed", "the connection is closed")
+                    await self._wait_ready()
+                    ws = self._ws
+                    if ws is None or not self._ready.is_set():
+                        continue
+                    try:
+                        return await self._exchange(ws, op, data or {})
+                    except _NotSent:
+                        # The socket had closed and the reader has not noticed yet: the
+                        # request never left, so wait for the next socket and send it there.
+                        if self._ws is ws:
+                            self._ready.clear()
+        except TimeoutError as exc:
+            raise NetworkError(0, "timeout", f"no answer to {op!r} within {limit:g} s") from exc
+
+    async def set_presence(
+        self,
+        state: PresenceState | None = None,
+        status: str | None = None,
+        idle: bool | None = None,
+    ) -> Presence:
+        """Set this device's presence (only the parts given): ``state`` (online, away, busy,
+        invisible), custom ``status`` text (at most 140 characters; ``""`` clears it),
+        ``idle`` (an idle online device counts as away). Returns the user's presence over
+        all their devices. Restored automatically after a reconnect."""
+        data: dict[str, Any] = {}
+        if state is not None:
+            data["state"] = state
+        if status is not None:
+            data["status"] = status
+        if idle is not None:
+            data["idle"] = idle
+        reply = await self.request("presence.set", data)
+        self._presence.update(data)
+        return parse_presence(body(reply, 0))
+
+    async def typing(self, to: str, active: bool = True) -> None:
+        """Tell buddy ``to`` that I am (``active``) or stopped typing to them."""
+        await self.request("typing", {"to": to, "active": active})
+
+    async def ping(self) -> float:
+        """Round-trip time to the server and back, in seconds."""
+        started = time.perf_counter()
+        await self.request("ping")
+        return time.perf_counter() - started
+
+    # --- internals: one socket --------------------------------------------------------------
+
+    async def _wait_ready(self) -> None:
+        if self._ready.is_set():
+            return
+        ready = asyncio.create_task(self._ready.wait())
+        ended = asyncio.create_task(self._ended.wait())
+        try:
+            await asyncio.wait({ready, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            ended.cancel()
+
+    async def _exchange(
+        self,
+        ws: ClientConnection,
+        op: str,
+        data: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Send one request on ``ws`` and wait for its reply."""
+        ref = f"c{next(self._refs)}"
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[ref] = (op, future)
+        try:
+            try:
+                await ws.send(
+                    json.dumps({"op": op, "ref": ref, "data": dict(data)}, separators=(",", ":"))
+                )
+            except ConnectionClosed as exc:
+                raise _NotSent(
+                    0, "connection_lost", f"the socket closed before {op!r} was sent"
+                ) from exc
+            if timeout is None:
+                return await future
+            async with asyncio.timeout(timeout):
+                return await future
+        finally:
+            self._pending.pop(ref, None)
+
+    async def _open_socket(self) -> ClientConnection:
+        """Authenticate and open one socket; wait for the server's ``hello`` event.
+        Raises :class:`_Fatal` when retrying cannot help, other exceptions when it may."""
+        for attempt in (1, 2):
+            try:
+                token = await self._tokens.valid_access_token()
+            except (AuthError, ForbiddenError) as exc:
+                raise _Fatal(exc) from exc
+            headers = {"Authorization": f"Bearer {token}"}
+            try:
+                ws = await ws_connect(
+                    self._url,
+                    additional_headers=headers,
+                    user_agent_header=self._user_agent,
+                    open_timeout=self._open_timeout,
+                    ping_interval=None,  # the app-level heartbeat does this job
+                    close_timeout=5,
+                    compression="deflate" if self._compression else None,
+                    max_queue=64,
+                )
+            except InvalidStatus as exc:
+                error = _refusal(exc)
+                if error.code == "token_expired" and attempt == 1:
+                    try:
+                        await self._tokens.refresh()
+                    except (AuthError, ForbiddenError) as refused:
+                        raise _Fatal(refused) from refused
+                    continue  # once more with the new token
+                if error.status in (401, 403):
+                    raise _Fatal(error) from exc
+                raise error from exc
+            except (OSError, InvalidHandshake, TimeoutError) as exc:
+                raise NetworkError(
+                    0, "network_error", f"cannot open {self._url}: {type(exc).__name__}: {exc}"
+                ) from exc
+            try:
+                async with asyncio.timeout(self._open_timeout):
+                    first = await ws.recv()
+                hello = self._parse(first)
+            except (ConnectionClosed, TimeoutError) as exc:
+                await ws.close()
+                raise NetworkError(0, "network_error", "no hello from the server") from exc
+            if not isinstance(hello, HelloEvent):
+                await ws.close()
+                raise _Fatal(
+                    EchoChatError(0, "bad_response", "the server did not start with hello")
+                )
+            self._hello = hello
+            self._queue.put_nowait(hello)
+            return ws
+        raise AssertionError("unreachable")
+
+    def _parse(self, raw: str | bytes) -> Event | None:
+        """Dispatch one frame: replies resolve their request; events are returned."""
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            log.warning("ignoring a frame that is not JSON")
+            return None
+        if not isinstance(frame, dict):
+            log.warning("ignoring a frame that is not a JSON object")
+            return None
+        kind = frame.get("op")
+        if kind == "ev":
+            return parse_event(str(frame.get("type", "")), frame.get("data"))
+        if kind in ("ok", "err"):
+            ref = frame.get("ref")
+            entry = self._pending.get(ref) if isinstance(ref, str) else None
+            if kind == "err":
+                raw_error = frame.get("error")
+                error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
+                code = str(error.get("code") or "error")
+                message = str(error.get("message") or "the server refused the request")
+                if entry is None:
+                    self._last_error = (code, message)
+                    log.warning("server error without a request: %s: %s", code, message)
+                elif not entry[1].done():
+                    entry[1].set_exception(OpError(entry[0], code, message))
+            elif entry is not None and not entry[1].done():
+                data = frame.get("data")
+                entry[1].set_result(data if isinstance(data, dict) else {})
+            return None
+        log.warning("ignoring a frame with op %r", kind)
+        return None
+
+    async def _read(self, ws: ClientConnection) -> None:
+        """Read frames until the socket closes; events go to the queue."""
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                event = self._parse(raw)
+                if event is None:
+                    continue
+                if isinstance(event, HelloEvent):
+                    self._hello = event
+                if isinstance(event, KickedEvent):
+                    self._kicked = event
+                self._queue.put_nowait(event)
+
+    async def _heartbeat(self, ws: ClientConnection) -> None:
+        """Ping every heartbeat period; a ping unanswered for a whole period kills the
+        socket (the reader then sees it closed and the supervisor reconnects)."""
+        while True:
+            hello = self._hello
+            period = self._heartbeat_override or (hello.heartbeat if hello else 25.0)
+            await asyncio.sleep(period)
+            try:
+                await self._exchange(ws, "ping", {}, timeout=period)
+            except OpError as exc:  # e.g. rate_limited: the socket is alive, so fine
+                log.debug("ping refused: %s", exc)
+            except (TimeoutError, EchoChatError):
+                log.warning("no answer to ping within %.1f s; dropping the socket", period)
+                ws.transport.abort()
+                return
+
+    async def _greet(self, ws: ClientConnection, *, restore: bool) -> None:
+        hello: dict[str, Any] = {}
+        if self._device_id is not None:
+            hello["device_id"] = self._device_id
+        await self._exchange(ws, "hello", hello, timeout=self._open_timeout)
+        if restore and self._presence:
+            await self._exchange(ws, "presence.set", self._presence, timeout=self._open_timeout)
+
+    async def _session(self, ws: ClientConnection, *, restore: bool) -> None:
+        """Serve one socket until it closes."""
+        self._ws = ws
+        reader = asyncio.create_task(self._read(ws), name="echochat-realtime-reader")
+        heartbeat: asyncio.Task[None] | None = None
+        try:
+            try:
+                await self._greet(ws, restore=restore)
+            except (TimeoutError, ConnectionLostError) as exc:
+                log.warning("greeting the server failed (%s); reconnecting", exc)
+                ws.transport.abort()
+            except OpError as exc:  # a refused hello will be refused again: give up
+                log.warning("the server refused hello (%s)", exc)
+                self._greet_error = exc
+                ws.transport.abort()
+            else:
+                self._ready.set()
+                heartbeat = asyncio.create_task(self._heartbeat(ws), name="echochat-heartbeat")
+            await reader
+        finally:
+            self._ready.clear()
+            for task in (reader, heartbeat):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            self._ws = None
+            lost = ConnectionLostError(0, "connection_lost", "the socket closed before the reply")
+            for _, future in list(self._pending.values()):
+                if not future.done():
+                    future.set_exception(lost)
+            self._pending.clear()
+
+    def _ending(self, ws: ClientConnection) -> EchoChatError | None:
+        """After a socket closed: the error that ends the connection, or None to reconnect."""
+        if self._greet_error is not None:
+            return self._greet_error
+        if self._kicked is not None:
+            return KickedError(self._kicked.reason, self._kicked.message, close_code=ws.close_code)
+        code = ws.close_code
+        if code == CLOSE_POLICY:
+            why = ws.close_reason or (
+                f"{self._last_error[0]}: {self._last_error[1]}" if self._last_error else "policy"
+            )
+            return DisconnectedError(
+                "policy_violation", f"the server closed the socket (1008): {why}", close_code=code
+            )
+        if not self._reconnect:
+            return DisconnectedError(
+                "connection_closed", f"the socket closed (code {code})", close_code=code
+            )
+        return None
+
+    async def _supervise(self, ws: ClientConnection) -> None:
+        """Serve sockets one after another: reconnect with backoff until told to stop."""
+        restore = False
+        try:
+            while True:
+                await self._session(ws, restore=restore)
+                if self._closing:
+                    return
+                error = self._ending(ws)
+                if error is not None:
+                    self._finish(error)
+                    return
+                log.info("socket closed (code %s); reconnecting", ws.close_code)
+                attempt = 0
+                while True:
+                    attempt += 1
+                    if self._max_attempts is not None and attempt > self._max_attempts:
+                        self._finish(
+                            DisconnectedError(
+                                "reconnect_failed",
+                                f"could not reconnect after {self._max_attempts} attempt(s)",
+                            )
+                        )
+                        return
+                    await asyncio.sleep(
+                        backoff_delay(attempt, self._reconnect_delay, self._reconnect_max_delay)
+                    )
+                    try:
+                        ws = await self._open_socket()
+                    except _Fatal as exc:
+                        self._finish(exc.error)
+                        return
+                    except EchoChatError as exc:
+                        log.info("reconnect attempt %d failed: %s", attempt, exc)
+                        continue
+                    break
+                self._reconnects += 1
+                restore = True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: end visibly rather than hang
+            log.exception("the realtime connection failed")
+            self._finish(EchoChatError(0, "internal", f"{type(exc).__name__}: {exc}"))
+
+    def _finish(self, error: EchoChatError | None) -> None:
+        if self._ended.is_set():
+            return
+        self._error = error
+        self._ended.set()
+        self._ready.clear()
+        closed = error or DisconnectedError("closed", "the connection is closed")
+        for _, future in list(self._pending.values()):
+            if not future.done():
+                future.set_exception(closed)
+        self._queue.put_nowait(_END)
+
+
+def _refusal(exc: InvalidStatus) -> EchoChatError:
+    """The error of a refused upgrade, parsed from the server's JSON body like REST errors."""
+    response = exc.response
+    http = httpx.Response(
+        response.status_code,
+        headers=list(response.headers.raw_items()),
+        content=bytes(response.body or b""),
+    )
+    return error_from_response(http)
