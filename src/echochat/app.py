@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from echochat import __version__
 from echochat.api import auth, buddies, health, keys, metrics, pages
@@ -80,6 +82,21 @@ def make_context(settings: Settings) -> Context:
     )
 
 
+class EchoChatApp(FastAPI):
+    """FastAPI, with ``/ws`` upgrades handed straight to the gateway.
+
+    A socket lives for hours: running it inside the HTTP middleware stack (none of which does
+    anything for a WebSocket) kept every layer's frame alive per socket, about 11 KiB each
+    (docs/performance.md)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            scope["app"] = self
+            await gateway.websocket_endpoint(WebSocket(scope, receive, send))
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings, *, ctx: Context | None = None) -> FastAPI:
     ctx = ctx or make_context(settings)
     db, bus = ctx.db, ctx.bus
@@ -100,7 +117,7 @@ def create_app(settings: Settings, *, ctx: Context | None = None) -> FastAPI:
             await bus.close()
             await db.close()
 
-    app = FastAPI(
+    app = EchoChatApp(
         title="EchoChat",
         version=__version__,
         openapi_url="/api/v1/openapi.json",
@@ -117,7 +134,6 @@ def create_app(settings: Settings, *, ctx: Context | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(buddies.router)
     app.include_router(keys.router)
-    app.include_router(gateway.router)
     app.include_router(metrics.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(packages=[("echochat.web", "static")]), name="static")

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from fastapi import APIRouter
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -39,11 +38,10 @@ from echochat.services import accounts, notify, presence
 from echochat.services.context import Context
 from echochat.services.typing import typing
 
-__all__ = ["router"]
+__all__ = ["websocket_endpoint"]
 
 log = logging.getLogger("echochat.realtime")
 
-router = APIRouter()
 
 CLOSE_POLICY = 1008
 CLOSE_IDLE = 1001
@@ -166,7 +164,6 @@ def _error(ref: str | None, code: str, message: str) -> str:
     ).decode()
 
 
-@router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
     ctx: Context = websocket.app.state.ctx
     hub: Hub = websocket.app.state.hub
