@@ -1073,3 +1073,17 @@ async def test_a_bad_initial_state_refuses_the_upgrade(server: Server) -> None:
         )
     assert caught.value.response.status_code == 422
     assert orjson.loads(caught.value.response.body or b"{}")["error"]["code"] == "invalid_state"
+
+
+async def test_my_other_devices_learn_the_state_i_chose(server: Server) -> None:
+    bob = await register(server.http, "bob")
+    laptop = await server.connect(bob)
+    phone = await server.connect(bob)
+    await laptop.call("presence.set", {"state": "busy", "status": "in a meeting"})
+    event = await phone.event("presence.self")
+    assert event["data"] == {"state": "busy", "status": "in a meeting"}
+    await laptop.event("presence.self")  # the device that chose hears it too
+    await phone.call("presence.set", {"idle": True})  # idleness is per device: no event
+    await laptop.assert_quiet(lambda frame: frame.get("type") == "presence.self")
+    await laptop.close()
+    await phone.close()

@@ -21,6 +21,7 @@ __all__ = [
     "KickReason",
     "KickedEvent",
     "PresenceEvent",
+    "PresenceSelfEvent",
     "TypingEvent",
 ]
 
@@ -33,6 +34,18 @@ class PresenceData(_Model):
     username: str
     state: Literal["online", "away", "busy", "offline"]
     status: str = ""
+
+
+class PresenceSelfData(_Model):
+    state: Literal["online", "away", "busy", "invisible"]
+    status: str = ""
+
+
+class PresenceSelfEvent(_Model):
+    """To the user's own sockets: the state and text they chose (on any of their devices)."""
+
+    type: Literal["presence.self"] = "presence.self"
+    data: PresenceSelfData
 
 
 class BuddyPublic(_Model):
@@ -128,6 +141,7 @@ class KickedEvent(_Model):
 Event = Annotated[
     HelloEvent
     | PresenceEvent
+    | PresenceSelfEvent
     | BuddyRequestEvent
     | BuddyUpdateEvent
     | TypingEvent

@@ -25,7 +25,12 @@ from typing import cast
 
 import orjson
 
-from echochat.domain.events import PresenceData, PresenceEvent
+from echochat.domain.events import (
+    PresenceData,
+    PresenceEvent,
+    PresenceSelfData,
+    PresenceSelfEvent,
+)
 from echochat.domain.presence import (
     OFFLINE,
     DevicePresence,
@@ -165,6 +170,9 @@ async def device_update(
     if state is not None or text is not None:
         choice = {"s": device.state, "t": device.text}
         await ctx.bus.put(_chosen(user_id), orjson.dumps(choice), ttl=CHOSEN_TTL)
+        # The user's other tabs and devices show the same choice in their status selector.
+        mine = PresenceSelfData(state=device.state, status=device.text)
+        await notify.to_user(ctx, user_id, PresenceSelfEvent(data=mine))
     await announce(ctx, user_id, username)
 
 

@@ -201,7 +201,12 @@ export function startMessenger({ socket, me, idleMs }) {
    * @param {any} data
    */
   function handle(type, data) {
-    if (type === "presence") {
+    if (type === "presence.self") {
+      // Chosen on this or another of my tabs/devices: every status selector agrees.
+      known = true;
+      mine = { state: asChoice(data.state), status: typeof data.status === "string" ? data.status : "" };
+      showMine();
+    } else if (type === "presence") {
       const { state, change } = buddies.applyPresence(store.get(), data);
       store.set(state);
       if (change) {
