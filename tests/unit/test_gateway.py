@@ -1087,3 +1087,22 @@ async def test_my_other_devices_learn_the_state_i_chose(server: Server) -> None:
     await laptop.assert_quiet(lambda frame: frame.get("type") == "presence.self")
     await laptop.close()
     await phone.close()
+
+
+async def test_group_changes_reach_my_other_tabs(server: Server) -> None:
+    alice = await register(server.http, "alice")
+    tab = await server.connect(alice)
+    created = await server.http.post(
+        f"{API}/buddies/groups", json={"name": "Work"}, headers=alice.headers
+    )
+    assert created.status_code == 201, created.text
+    assert (await tab.event("buddy.groups"))["data"]["groups"] == created.json()["groups"]
+    renamed = await server.http.patch(
+        f"{API}/buddies/groups/Work", json={"name": "Office"}, headers=alice.headers
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert "Office" in (await tab.event("buddy.groups"))["data"]["groups"]
+    deleted = await server.http.delete(f"{API}/buddies/groups/Office", headers=alice.headers)
+    assert deleted.status_code == 200, deleted.text
+    assert "Office" not in (await tab.event("buddy.groups"))["data"]["groups"]
+    await tab.close()

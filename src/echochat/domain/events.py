@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "BuddyGroupsEvent",
     "BuddyPublic",
     "BuddyRequestEvent",
     "BuddyRequestPublic",
@@ -104,6 +105,17 @@ class BuddyUpdateEvent(_Model):
     data: BuddyUpdateData
 
 
+class BuddyGroupsData(_Model):
+    groups: list[str]
+
+
+class BuddyGroupsEvent(_Model):
+    """To the user's own sockets: their groups changed (created, renamed, deleted)."""
+
+    type: Literal["buddy.groups"] = "buddy.groups"
+    data: BuddyGroupsData
+
+
 class TypingData(_Model):
     username: str
     active: bool
@@ -144,6 +156,7 @@ Event = Annotated[
     | PresenceSelfEvent
     | BuddyRequestEvent
     | BuddyUpdateEvent
+    | BuddyGroupsEvent
     | TypingEvent
     | KickedEvent
     | KeysChangedEvent,

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from echochat.domain.errors import Conflict, InvalidInput, NotFound
 from echochat.domain.events import (
+    BuddyGroupsData,
+    BuddyGroupsEvent,
     BuddyPublic,
     BuddyRequestData,
     BuddyRequestEvent,
@@ -356,11 +358,18 @@ async def _announce_removal(
     )
 
 
+async def _groups_changed(ctx: Context, principal: Principal, groups: list[str]) -> list[str]:
+    event = BuddyGroupsEvent(data=BuddyGroupsData(groups=groups))
+    await notify.to_user(ctx, principal.user_id, event)
+    return groups
+
+
 async def create_group(ctx: Context, principal: Principal, name: str) -> list[str]:
     group_name = check_group(name)
     async with ctx.db.transaction() as conn:
         await store.ensure_group_txn(conn, principal.user_id, group_name)
-        return await store.group_names(conn, principal.user_id)
+        groups = await store.group_names(conn, principal.user_id)
+    return await _groups_changed(ctx, principal, groups)
 
 
 async def rename_group(ctx: Context, principal: Principal, old: str, new: str) -> list[str]:
@@ -372,7 +381,8 @@ async def rename_group(ctx: Context, principal: Principal, old: str, new: str) -
         if new_name != old and new_name in names:
             raise Conflict(f"a group named {new_name!r} exists", code="group_exists")
         await store.rename_group_txn(conn, principal.user_id, old, new_name)
-        return await store.group_names(conn, principal.user_id)
+        groups = await store.group_names(conn, principal.user_id)
+    return await _groups_changed(ctx, principal, groups)
 
 
 async def delete_group(ctx: Context, principal: Principal, name: str) -> list[str]:
@@ -386,7 +396,8 @@ async def delete_group(ctx: Context, principal: Principal, name: str) -> list[st
         if not rest:
             await store.ensure_group_txn(conn, principal.user_id, DEFAULT_GROUP)
         await store.delete_group_txn(conn, principal.user_id, name, move_to)
-        return await store.group_names(conn, principal.user_id)
+        groups = await store.group_names(conn, principal.user_id)
+    return await _groups_changed(ctx, principal, groups)
 
 
 async def blocks(ctx: Context, principal: Principal) -> list[tuple[str, str]]:

@@ -212,6 +212,9 @@ export function startMessenger({ socket, me, idleMs }) {
       if (change) {
         sounds.play(change, data.username);
       }
+    } else if (type === "buddy.groups") {
+      // Groups created, renamed or deleted on another tab: refetch (buddies may have moved).
+      resync();
     } else if (type === "buddy.request") {
       store.update((s) => buddies.applyRequest(s, data.request));
     } else if (type === "buddy.update") {
