@@ -12,6 +12,7 @@ Events (``buddy.request``, ``buddy.update``, ``presence``) go out after the comm
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from echochat.domain.errors import Conflict, InvalidInput, NotFound
 from echochat.domain.events import (
@@ -250,21 +251,7 @@ async def decline(ctx: Context, principal: Principal, request_id: int) -> None:
     async with ctx.db.transaction() as conn:
         if not await store.set_request_status_txn(conn, request_id, "declined", ctx.clock()):
             raise NotFound("no such pending request", code="request_not_found")
-    update = BuddyUpdateEvent(
-        data=BuddyUpdateData(
-            action="request_declined", username=row.from_username, request_id=request_id
-        )
-    )
-    await notify.to_user(ctx, principal.user_id, update)
-    await notify.to_user(
-        ctx,
-        row.from_user,
-        BuddyUpdateEvent(
-            data=BuddyUpdateData(
-                action="request_declined", username=row.to_username, request_id=request_id
-            )
-        ),
-    )
+    await _request_ended(ctx, row, "request_declined", tell_recipient=True)
 
 
 async def cancel(ctx: Context, principal: Principal, request_id: int) -> None:
@@ -272,25 +259,23 @@ async def cancel(ctx: Context, principal: Principal, request_id: int) -> None:
     async with ctx.db.transaction() as conn:
         if not await store.set_request_status_txn(conn, request_id, "cancelled", ctx.clock()):
             raise NotFound("no such pending request", code="request_not_found")
-    await notify.to_user(
-        ctx,
-        principal.user_id,
-        BuddyUpdateEvent(
-            data=BuddyUpdateData(
-                action="request_cancelled", username=row.to_username, request_id=request_id
-            )
-        ),
-    )
-    if not row.hidden:
-        await notify.to_user(
-            ctx,
-            row.to_user,
-            BuddyUpdateEvent(
-                data=BuddyUpdateData(
-                    action="request_cancelled", username=row.from_username, request_id=request_id
-                )
-            ),
-        )
+    await _request_ended(ctx, row, "request_cancelled", tell_recipient=not row.hidden)
+
+
+async def _request_ended(
+    ctx: Context,
+    row: RequestRow,
+    action: Literal["request_declined", "request_cancelled"],
+    *,
+    tell_recipient: bool,
+) -> None:
+    """Both sides learn a request ended, each told the *other* party's name (the recipient
+    of a hidden request never knew of it, so is not told)."""
+    to_sender = BuddyUpdateData(action=action, username=row.to_username, request_id=row.id)
+    await notify.to_user(ctx, row.from_user, BuddyUpdateEvent(data=to_sender))
+    if tell_recipient:
+        to_recipient = BuddyUpdateData(action=action, username=row.from_username, request_id=row.id)
+        await notify.to_user(ctx, row.to_user, BuddyUpdateEvent(data=to_recipient))
 
 
 async def _buddy(ctx: Context, principal: Principal, username: str) -> BuddyRow:
