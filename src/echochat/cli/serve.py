@@ -37,7 +37,10 @@ async def prepare(settings: Settings) -> str | None:
         if state.status is not SchemaStatus.CURRENT:
             if not settings.migrate_at_start:
                 raise MigrationError(f"database schema is {state.describe()}")
-            console.print(f"Migrating database {db.masked_url} ({len(state.pending)} step(s))...")
+            console.print(
+                f"Migrating database {db.masked_url} ({len(state.pending)} step(s))...",
+                soft_wrap=True,
+            )
 
             def step(revision: str, done: int, total: int) -> None:
                 console.print(f"  [{done}/{total}] applied migration {revision}")
