@@ -87,49 +87,44 @@ def _safe_next(target: str | None) -> str:
     return "/chat"
 
 
+async def _page(request: Request, ctx: Ctx, name: str, **extra: Any) -> Response:
+    """A page anyone may open (it still knows who is signed in)."""
+    return _render(request, ctx, name, await _viewer(request, ctx), **extra)
+
+
+async def _members_page(request: Request, ctx: Ctx, name: str) -> Response:
+    """A page for signed-in users; others are sent to sign in and come back."""
+    viewer = await _viewer(request, ctx)
+    if viewer is None:
+        return _signed_in_only(request)
+    return _render(request, ctx, name, viewer)
+
+
 @router.get("/register", response_class=HTMLResponse)
 async def register_page(request: Request, ctx: Ctx) -> Response:
-    return _render(request, ctx, "register.html", await _viewer(request, ctx))
+    return await _page(request, ctx, "register.html")
 
 
 @router.get("/forgot", response_class=HTMLResponse)
 async def forgot_page(request: Request, ctx: Ctx) -> Response:
-    return _render(
-        request,
-        ctx,
-        "forgot.html",
-        await _viewer(request, ctx),
-        pin_length=ctx.settings.reset_pin_length,
-    )
+    return await _page(request, ctx, "forgot.html", pin_length=ctx.settings.reset_pin_length)
 
 
 @router.get("/reset", response_class=HTMLResponse)
 async def reset_page(request: Request, ctx: Ctx) -> Response:
-    return _render(
-        request,
-        ctx,
-        "reset.html",
-        await _viewer(request, ctx),
-        pin_length=ctx.settings.reset_pin_length,
-    )
+    return await _page(request, ctx, "reset.html", pin_length=ctx.settings.reset_pin_length)
 
 
 @router.get("/claim", response_class=HTMLResponse)
 async def claim_page(request: Request, ctx: Ctx) -> Response:
-    return _render(request, ctx, "claim.html", await _viewer(request, ctx))
+    return await _page(request, ctx, "claim.html")
 
 
 @router.get("/devices", response_class=HTMLResponse)
 async def devices_page(request: Request, ctx: Ctx) -> Response:
-    viewer = await _viewer(request, ctx)
-    if viewer is None:
-        return _signed_in_only(request)
-    return _render(request, ctx, "devices.html", viewer)
+    return await _members_page(request, ctx, "devices.html")
 
 
 @router.get("/chat", response_class=HTMLResponse)
 async def chat_page(request: Request, ctx: Ctx) -> Response:
-    viewer = await _viewer(request, ctx)
-    if viewer is None:
-        return _signed_in_only(request)
-    return _render(request, ctx, "chat.html", viewer)
+    return await _members_page(request, ctx, "chat.html")
