@@ -37,6 +37,8 @@ const PINS = "pins";
  * @property {string} identityKey base64url
  * @property {boolean} verified the user compared safety numbers
  * @property {number} pinnedAt ms since the epoch
+ * @property {Record<string, number>} [devices] the buddy's device ids seen under this key,
+ *   each with when it was first seen (0: already there when the key was pinned)
  */
 
 /**
@@ -205,6 +207,25 @@ export async function setVerified(owner, buddy, verified) {
     return null;
   }
   const updated = { ...pin, verified };
+  await run(PINS, "readwrite", (s) => s.put(updated));
+  return updated;
+}
+
+/**
+ * Record the device ids seen for `buddy` under the pinned key (first-seen times in ms; 0
+ * for devices that were there when the key was pinned), so that a device added later is
+ * shown, never taken in silently.
+ * @param {string} owner
+ * @param {string} buddy
+ * @param {Record<string, number>} devices
+ * @returns {Promise<Pin | null>} the updated pin, or null if none
+ */
+export async function setSeenDevices(owner, buddy, devices) {
+  const pin = await getPin(owner, buddy);
+  if (pin === null) {
+    return null;
+  }
+  const updated = { ...pin, devices: { ...devices } };
   await run(PINS, "readwrite", (s) => s.put(updated));
   return updated;
 }
