@@ -26,9 +26,15 @@ from echochat.client.errors import EchoChatError
 from echochat.client.models import (
     Buddy,
     BuddyRequest,
+    DmMessage,
+    OfflineSender,
     PresenceState,
+    ReceiptKind,
     _Body,
     parse_buddy,
+    parse_dm_message,
+    parse_offline_summary,
+    parse_receipt,
     parse_request,
 )
 
@@ -36,9 +42,14 @@ __all__ = [
     "BuddyRequestEvent",
     "BuddyUpdateAction",
     "BuddyUpdateEvent",
+    "BuzzEvent",
+    "DmMessageEvent",
+    "DmReceiptEvent",
     "Event",
     "HelloEvent",
+    "KeysChangedEvent",
     "KickedEvent",
+    "OfflineSummaryEvent",
     "PresenceEvent",
     "TypingEvent",
     "parse_event",
@@ -126,6 +137,54 @@ class KickedEvent(Event):
     message: str
 
 
+@dataclass(frozen=True)
+class DmMessageEvent(Event):
+    """A direct message to or from me (sent from any of my devices, this one included),
+    live or replayed after a reconnect. The connection hands each ``id`` on once. The body
+    is the encrypted ``message.envelope``: :class:`~echochat.client.messenger.Messenger`
+    decrypts it."""
+
+    message: DmMessage
+
+
+@dataclass(frozen=True)
+class DmReceiptEvent(Event):
+    """``reader`` acknowledged ``peer``'s messages in ``conv`` up to ``upto``: their devices
+    have them (``delivered``) or they saw them (``read``). Sent to both users."""
+
+    conv: str
+    reader: str
+    peer: str
+    kind: ReceiptKind
+    upto: int
+
+
+@dataclass(frozen=True)
+class OfflineSummaryEvent(Event):
+    """Right after ``hello``: the messages that reached none of my devices yet, per sender."""
+
+    senders: tuple[OfflineSender, ...]
+    total: int
+
+
+@dataclass(frozen=True)
+class BuzzEvent(Event):
+    """``username`` sent me a BUZZ!"""
+
+    username: str
+
+
+@dataclass(frozen=True)
+class KeysChangedEvent(Event):
+    """A buddy's (or my own) E2EE key directory changed: ``reason`` is ``device_added``,
+    ``device_removed`` or ``identity_reset`` (a new identity key: warn, never trust it
+    silently). Fetch their keys again before the next message."""
+
+    username: str
+    reason: str
+    device_id: str | None
+
+
 def _hello(t: str, raw: Mapping[str, Any], d: _Body) -> Event:
     return HelloEvent(
         t,
@@ -170,6 +229,36 @@ def _kicked(t: str, raw: Mapping[str, Any], d: _Body) -> Event:
     return KickedEvent(t, raw, reason=d.text("reason"), message=d.text("message"))
 
 
+def _dm_message(t: str, raw: Mapping[str, Any], d: _Body) -> Event:
+    return DmMessageEvent(t, raw, message=parse_dm_message(d))
+
+
+def _dm_receipt(t: str, raw: Mapping[str, Any], d: _Body) -> Event:
+    r = parse_receipt(d)
+    return DmReceiptEvent(
+        t, raw, conv=r.conv, reader=r.reader, peer=r.peer, kind=r.kind, upto=r.upto
+    )
+
+
+def _offline_summary(t: str, raw: Mapping[str, Any], d: _Body) -> Event:
+    summary = parse_offline_summary(d)
+    return OfflineSummaryEvent(t, raw, senders=summary.senders, total=summary.total)
+
+
+def _buzz(t: str, raw: Mapping[str, Any], d: _Body) -> Event:
+    return BuzzEvent(t, raw, username=d.text("username"))
+
+
+def _keys_changed(t: str, raw: Mapping[str, Any], d: _Body) -> Event:
+    return KeysChangedEvent(
+        t,
+        raw,
+        username=d.text("username"),
+        reason=d.text("reason"),
+        device_id=d.opt_text("device_id"),
+    )
+
+
 _PARSERS: dict[str, Callable[[str, Mapping[str, Any], _Body], Event]] = {
     "hello": _hello,
     "presence": _presence,
@@ -177,6 +266,11 @@ _PARSERS: dict[str, Callable[[str, Mapping[str, Any], _Body], Event]] = {
     "buddy.update": _buddy_update,
     "typing": _typing,
     "kicked": _kicked,
+    "dm.message": _dm_message,
+    "dm.receipt": _dm_receipt,
+    "offline.summary": _offline_summary,
+    "buzz": _buzz,
+    "keys.changed": _keys_changed,
 }
 
 

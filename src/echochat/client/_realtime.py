@@ -8,6 +8,10 @@ with ``Authorization: Bearer`` (a fresh token from the client each time it conne
 - matches each request to its ``ok``/``err`` reply by a unique ``ref`` (:meth:`request`);
 - pings every ``heartbeat`` seconds (the period the server announces in its ``hello``
   event), and drops a socket whose ping goes unanswered for a whole period;
+- keeps the resume cursor (the highest direct-message id it handed on) and sends it in
+  ``hello`` on every reconnect; the server then replays the messages missed meanwhile, in
+  pages (``more``), and the connection hands each message id on exactly once
+  (docs/protocol.md, "Resuming");
 - reconnects when the socket drops, after an exponential backoff with jitter, sends
   ``hello`` again and restores the presence set through :meth:`set_presence`. It does not
   reconnect after a ``kicked`` event, a close with code 1008 (policy), or a refused upgrade
@@ -25,6 +29,7 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
@@ -35,7 +40,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from echochat.client._events import Event, HelloEvent, KickedEvent, parse_event
+from echochat.client._events import DmMessageEvent, Event, HelloEvent, KickedEvent, parse_event
 from echochat.client.errors import (
     AuthError,
     ConnectionLostError,
@@ -47,13 +52,22 @@ from echochat.client.errors import (
     OpError,
     error_from_response,
 )
-from echochat.client.models import Presence, PresenceState, body, parse_presence
+from echochat.client.models import (
+    DmSent,
+    Presence,
+    PresenceState,
+    body,
+    parse_dm_message,
+    parse_presence,
+)
 
 __all__ = ["RealtimeConnection", "backoff_delay", "websocket_url"]
 
 log = logging.getLogger("echochat.client")
 
 CLOSE_POLICY: Final = 1008
+SEEN_IDS: Final = 8192  # message ids remembered for de-duplication beyond the cursor
+SEND_ATTEMPTS: Final = 5  # dm.send tries across reconnects (idempotent by client_id)
 _END: Final = object()  # the end-of-stream marker in the event queue
 
 
@@ -119,6 +133,7 @@ class RealtimeConnection:
         request_timeout: float = 10.0,
         user_agent: str | None = None,
         compression: bool = True,
+        cursor: int | None = None,
     ) -> None:
         self._tokens = tokens
         self._url = url
@@ -147,6 +162,15 @@ class RealtimeConnection:
         self._hello: HelloEvent | None = None
         self._task: asyncio.Task[None] | None = None
         self._reconnects = 0
+        # Resuming (docs/protocol.md): the highest message id handed on, the cursor sent in
+        # the last hello (ids at or below it are old news), whether a replay is under way
+        # (live messages then do not move the cursor), and the ids seen above the floor.
+        self._cursor = cursor
+        self._floor: int | None = None
+        self._replaying = False
+        self._seen: set[int] = set()
+        self._seen_order: deque[int] = deque()
+        self._replayed_total = 0
 
     # --- public state -----------------------------------------------------------------------
 
@@ -175,6 +199,18 @@ class RealtimeConnection:
     def reconnects(self) -> int:
         """How many times the connection came back after a drop."""
         return self._reconnects
+
+    @property
+    def cursor(self) -> int | None:
+        """The resume cursor: the highest direct-message id this connection handed on (or
+        the server's newest id at the first ``hello``). Keep it to resume in a later process:
+        ``client.connect(cursor=...)``."""
+        return self._cursor
+
+    @property
+    def replayed(self) -> int:
+        """How many messages the server replayed after ``hello`` cursors, in total."""
+        return self._replayed_total
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "connected" if self.connected else "reconnecting"
@@ -311,6 +347,45 @@ class RealtimeConnection:
         await self.request("ping")
         return time.perf_counter() - started
 
+    # --- direct messages --------------------------------------------------------------------
+
+    async def send_dm(
+        self, to: str, envelope: Mapping[str, Any], *, timeout: float | None = None
+    ) -> DmSent:
+        """Send a sealed envelope to ``to`` (``dm.send``) and return the stored message once
+        the server committed it. A send cut off by a dropped socket is repeated on the next
+        one: the envelope's ``client_id`` makes that safe (the server answers the original,
+        ``duplicate=True``). Refusals raise :class:`OpError` (``user_not_found``,
+        ``blocked``, ``invalid_envelope``, ``wrong_conversation``, ``rate_limited``, ...)."""
+        data = {"to": to, "envelope": dict(envelope)}
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                reply = await self.request("dm.send", data, timeout=timeout)
+            except ConnectionLostError:
+                if attempt == SEND_ATTEMPTS:
+                    raise
+                log.info("dm.send to %s cut off (attempt %d); sending it again", to, attempt)
+                continue
+            answer = body(reply, 0)
+            return DmSent(parse_dm_message(answer.obj("message")), answer.flag("duplicate"))
+        raise AssertionError("unreachable")
+
+    async def dm_delivered(self, peer: str, upto: int) -> int:
+        """Acknowledge that this device has ``peer``'s messages up to id ``upto``; the
+        watermark now (it only moves forward)."""
+        reply = await self.request("dm.delivered", {"peer": peer, "upto": upto})
+        return body(reply, 0).integer("upto")
+
+    async def dm_read(self, peer: str, upto: int) -> int:
+        """Acknowledge that the user has seen ``peer``'s messages up to ``upto`` (implies
+        delivered); the watermark now."""
+        reply = await self.request("dm.read", {"peer": peer, "upto": upto})
+        return body(reply, 0).integer("upto")
+
+    async def buzz(self, to: str) -> None:
+        """BUZZ! ``to`` (rate-limited per pair: :class:`OpError` ``rate_limited``)."""
+        await self.request("buzz", {"to": to})
+
     # --- internals: one socket --------------------------------------------------------------
 
     async def _wait_ready(self) -> None:
@@ -432,10 +507,39 @@ class RealtimeConnection:
                     entry[1].set_exception(OpError(entry[0], code, message))
             elif entry is not None and not entry[1].done():
                 data = frame.get("data")
-                entry[1].set_result(data if isinstance(data, dict) else {})
+                reply = data if isinstance(data, dict) else {}
+                if entry[0] == "hello":
+                    self._resumed(reply)
+                entry[1].set_result(reply)
             return None
         log.warning("ignoring a frame with op %r", kind)
         return None
+
+    def _resumed(self, reply: Mapping[str, Any]) -> None:
+        """The ``ok`` of a ``hello`` (handled in frame order, before any later frame): the
+        replayed page ended at ``cursor``; while ``more`` is true another page follows."""
+        cursor = reply.get("cursor")
+        if isinstance(cursor, int) and not isinstance(cursor, bool):
+            self._cursor = cursor if self._cursor is None else max(self._cursor, cursor)
+        replayed = reply.get("replayed")
+        if isinstance(replayed, int) and not isinstance(replayed, bool):
+            self._replayed_total += replayed
+        self._replaying = reply.get("more") is True
+
+    def _first_time(self, event: DmMessageEvent) -> bool:
+        """Whether this message id is new here (replay and live events may overlap); moves
+        the cursor for live messages once no replay is under way."""
+        mid = event.message.id
+        if mid in self._seen or (self._floor is not None and mid <= self._floor):
+            log.debug("dropping message %d: already handed on", mid)
+            return False
+        self._seen.add(mid)
+        self._seen_order.append(mid)
+        while len(self._seen_order) > SEEN_IDS:
+            self._seen.discard(self._seen_order.popleft())
+        if not self._replaying and (self._cursor is None or mid > self._cursor):
+            self._cursor = mid
+        return True
 
     async def _read(self, ws: ClientConnection) -> None:
         """Read frames until the socket closes; events go to the queue."""
@@ -443,6 +547,8 @@ class RealtimeConnection:
             async for raw in ws:
                 event = self._parse(raw)
                 if event is None:
+                    continue
+                if isinstance(event, DmMessageEvent) and not self._first_time(event):
                     continue
                 if isinstance(event, HelloEvent):
                     self._hello = event
@@ -467,10 +573,19 @@ class RealtimeConnection:
                 return
 
     async def _greet(self, ws: ClientConnection, *, restore: bool) -> None:
+        """``hello`` with the cursor, page after page while the server says ``more``."""
         hello: dict[str, Any] = {}
         if self._device_id is not None:
             hello["device_id"] = self._device_id
-        await self._exchange(ws, "hello", hello, timeout=self._open_timeout)
+        while True:
+            data = dict(hello)
+            if self._cursor is not None:
+                data["cursor"] = self._cursor
+                self._floor = self._cursor
+                self._replaying = True  # until the reply says no more pages follow
+            reply = await self._exchange(ws, "hello", data, timeout=self._open_timeout)
+            if reply.get("more") is not True:
+                break
         if restore and self._presence:
             await self._exchange(ws, "presence.set", self._presence, timeout=self._open_timeout)
 

@@ -1,6 +1,6 @@
 """The HTTP half of the SDK: :class:`EchoChatClient`, bearer tokens and automatic refresh,
-the REST calls (accounts, sessions, buddies, blocks), and :meth:`EchoChatClient.connect`
-for the realtime connection (:mod:`echochat.client._realtime`).
+the REST calls (accounts, sessions, buddies, blocks, direct messages), and
+:meth:`EchoChatClient.connect` for the realtime connection (:mod:`echochat.client._realtime`).
 
 The core is :meth:`EchoChatClient._request`: it adds the bearer token, refreshes it shortly
 before it runs out, and when the server still answers 401 ``token_expired`` it refreshes
@@ -38,14 +38,21 @@ from echochat.client.models import (
     Buddy,
     BuddyList,
     BuddyRequest,
+    Conversation,
+    DmSent,
+    HistoryPage,
     Me,
+    ReceiptKind,
     Session,
     User,
     body,
     parse_blocks,
     parse_buddy,
     parse_buddy_list,
+    parse_conversations,
+    parse_dm_message,
     parse_groups,
+    parse_history,
     parse_me,
     parse_request,
     parse_sessions,
@@ -349,6 +356,55 @@ class EchoChatClient:
         """Unblock (``NotFoundError`` ``not_blocked`` if they were not blocked)."""
         await self._request("DELETE", f"/blocks/{_seg(username)}")
 
+    # --- direct messages (the envelopes are sealed and opened by echochat.client.e2ee) -------
+
+    async def conversations(self) -> list[Conversation]:
+        """Every conversation I have, with my ``unread`` and ``offline`` counts."""
+        response = await self._request("GET", "/conversations")
+        return parse_conversations(_json(response), response.status_code)
+
+    async def dm_history(
+        self,
+        username: str,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> HistoryPage:
+        """A page of my conversation with ``username``, ascending ids: the newest page when
+        neither ``before`` nor ``after`` is given, else ids below ``before`` / above
+        ``after``; at most ``limit`` (server default 50, at most 200). ``NotFoundError``
+        ``user_not_found`` for a user who does not exist or blocked me."""
+        params: dict[str, str | int] = {}
+        if before is not None:
+            params["before"] = int(before)
+        if after is not None:
+            params["after"] = int(after)
+        if limit is not None:
+            params["limit"] = int(limit)
+        response = await self._request(
+            "GET", f"/dm/{_seg(username)}/messages", params=params or None
+        )
+        return parse_history(body(_json(response), response.status_code))
+
+    async def post_dm(self, username: str, envelope: Mapping[str, Any]) -> DmSent:
+        """Send a sealed envelope over HTTP (for clients without a socket); like the
+        ``dm.send`` op: a retry with the same ``client_id`` returns the original message
+        (``duplicate=True``)."""
+        response = await self._request(
+            "POST", f"/dm/{_seg(username)}/messages", json={"envelope": dict(envelope)}
+        )
+        message = parse_dm_message(body(_json(response), response.status_code))
+        return DmSent(message, duplicate=response.status_code == 200)
+
+    async def dm_receipt(self, username: str, kind: ReceiptKind, upto: int) -> int:
+        """Acknowledge ``username``'s messages up to ``upto`` over HTTP (``delivered`` or
+        ``read``); the watermark now."""
+        response = await self._request(
+            "POST", f"/dm/{_seg(username)}/receipts", json={"kind": kind, "upto": int(upto)}
+        )
+        return body(_json(response), response.status_code).integer("upto")
+
     # --- realtime ----------------------------------------------------------------------------
 
     async def connect(
@@ -363,11 +419,13 @@ class EchoChatClient:
         open_timeout: float = 10.0,
         request_timeout: float = 10.0,
         compression: bool = True,
+        cursor: int | None = None,
     ) -> RealtimeConnection:
         """Open the realtime connection (``ws(s)://<base>/ws``) as the signed-in user and
         return it once the server said hello. See :class:`RealtimeConnection` and
         docs/sdk.md. Needs a real network: an httpx ``transport`` given to this client is
-        not used for the WebSocket."""
+        not used for the WebSocket. ``cursor`` resumes from a message id kept from an earlier
+        connection: the server replays what came after it."""
         connection = RealtimeConnection(
             self,
             websocket_url(self._base_url),
@@ -381,6 +439,7 @@ class EchoChatClient:
             request_timeout=request_timeout,
             user_agent=USER_AGENT,
             compression=compression,
+            cursor=cursor,
         )
         await connection.open()
         return connection

@@ -18,9 +18,17 @@ __all__ = [
     "Buddy",
     "BuddyList",
     "BuddyRequest",
+    "Conversation",
+    "DmMessage",
+    "DmReceipt",
+    "DmSent",
+    "HistoryPage",
     "Me",
+    "OfflineSender",
+    "OfflineSummary",
     "Presence",
     "PresenceState",
+    "ReceiptKind",
     "Session",
     "User",
 ]
@@ -29,6 +37,9 @@ PresenceState = Literal["online", "away", "busy", "invisible", "offline"]
 """A presence state. Others never see ``invisible``: it reaches them as ``offline``."""
 
 _STATES: frozenset[str] = frozenset(("online", "away", "busy", "invisible", "offline"))
+
+ReceiptKind = Literal["delivered", "read"]
+"""A receipt: the peer's devices have the messages (``delivered``) or the peer saw them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +147,93 @@ class BlockedUser:
     display_name: str
 
 
+@dataclass(frozen=True, slots=True)
+class DmMessage:
+    """A direct message as the server stores and relays it: the end-to-end encrypted
+    ``envelope`` (docs/e2ee.md) with the server's ``id`` (unique, increasing in commit order
+    for each user) and metadata. :class:`~echochat.client.messenger.Messenger` opens it."""
+
+    id: int
+    conv: str
+    sender: str
+    recipient: str
+    sender_device: str
+    client_id: str
+    created_at: datetime
+    envelope: Mapping[str, Any]
+
+    def __repr__(self) -> str:
+        return (
+            f"DmMessage(id={self.id}, conv={self.conv!r}, sender={self.sender!r}, "
+            f"client_id={self.client_id!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DmSent:
+    """The answer to a send: the stored ``message``; ``duplicate`` when this was a retry of
+    a send the server already had (the original is returned, nothing was sent again)."""
+
+    message: DmMessage
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DmReceipt:
+    """A receipt watermark: ``reader``'s devices have (``delivered``) or ``reader`` has seen
+    (``read``) ``peer``'s messages in ``conv`` up to the id ``upto``."""
+
+    conv: str
+    reader: str
+    peer: str
+    kind: ReceiptKind
+    upto: int
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineSender:
+    """Who sent messages while I was away, and how many are still undelivered."""
+
+    username: str
+    display_name: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineSummary:
+    """The messages not yet delivered to any of my devices, per sender."""
+
+    senders: tuple[OfflineSender, ...]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """One conversation of ``GET /conversations``: the peer, my ``unread`` count (above my
+    read watermark) and the ``offline`` count (not yet delivered to any of my devices).
+    ``data`` keeps the whole raw row (the server may say more, e.g. the last message)."""
+
+    peer: str
+    conv: str
+    unread: int
+    offline: int
+    last_message_id: int | None
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """A page of a conversation's history, in ascending id order, with the receipt
+    watermarks: how far the peer's devices have (``peer_delivered_upto``) and the peer has
+    read (``peer_read_upto``) my messages, and how far I have read theirs."""
+
+    messages: tuple[DmMessage, ...]
+    has_more: bool
+    peer_delivered_upto: int
+    peer_read_upto: int
+    my_read_upto: int
+
+
 class _Body:
     """Typed access to one JSON object of a response, failing loudly on a wrong shape."""
 
@@ -198,6 +296,10 @@ class _Body:
         except ValueError as exc:
             raise _bad(self._status, f"{self._where}.{key} is not an ISO 8601 time") from exc
 
+    def raw_obj(self, key: str) -> Mapping[str, Any]:
+        value: Mapping[str, Any] = self._get(key, Mapping)
+        return value
+
     def obj(self, key: str) -> _Body:
         return _Body(self._data.get(key), self._status, f"{self._where}.{key}")
 
@@ -205,6 +307,9 @@ class _Body:
         if self._data.get(key) is None:
             return None
         return self.obj(key)
+
+    def raw(self) -> Mapping[str, Any]:
+        return self._data
 
     def items(self, key: str) -> list[_Body]:
         values: list[Any] = self._get(key, list)
@@ -303,3 +408,75 @@ def parse_blocks(data: Any, status: int) -> list[BlockedUser]:
         BlockedUser(username=row.text("username"), display_name=row.text("display_name"))
         for row in _list_of(data, status)
     ]
+
+
+def parse_dm_message(data: _Body) -> DmMessage:
+    return DmMessage(
+        id=data.integer("id"),
+        conv=data.text("conv"),
+        sender=data.text("sender"),
+        recipient=data.text("recipient"),
+        sender_device=data.text("sender_device"),
+        client_id=data.text("client_id"),
+        created_at=data.when("created_at"),
+        envelope=data.raw_obj("envelope"),
+    )
+
+
+def parse_receipt(data: _Body) -> DmReceipt:
+    kind = data.text("kind")
+    if kind not in ("delivered", "read"):
+        raise _bad(0, f"unknown receipt kind {kind!r}")
+    return DmReceipt(
+        conv=data.text("conv"),
+        reader=data.text("reader"),
+        peer=data.text("peer"),
+        kind=kind,  # type: ignore[arg-type]
+        upto=data.integer("upto"),
+    )
+
+
+def parse_offline_summary(data: _Body) -> OfflineSummary:
+    return OfflineSummary(
+        senders=tuple(
+            OfflineSender(
+                username=row.text("username"),
+                display_name=row.text("display_name"),
+                count=row.integer("count"),
+            )
+            for row in data.items("senders")
+        ),
+        total=data.integer("total"),
+    )
+
+
+def parse_history(data: _Body) -> HistoryPage:
+    return HistoryPage(
+        messages=tuple(parse_dm_message(m) for m in data.items("messages")),
+        has_more=data.flag("has_more"),
+        peer_delivered_upto=data.integer("peer_delivered_upto"),
+        peer_read_upto=data.integer("peer_read_upto"),
+        my_read_upto=data.integer("my_read_upto"),
+    )
+
+
+def parse_conversation(data: _Body) -> Conversation:
+    last = data.opt_obj("last_message")
+    last_id = data.opt_integer("last_message_id")
+    if last_id is None and last is not None:
+        last_id = last.opt_integer("id")
+    return Conversation(
+        peer=data.text("peer"),
+        conv=data.text("conv"),
+        unread=data.integer("unread"),
+        offline=data.integer("offline"),
+        last_message_id=last_id,
+        data=data.raw(),
+    )
+
+
+def parse_conversations(data: Any, status: int) -> list[Conversation]:
+    rows = _Body(data, status).items("conversations") if isinstance(data, Mapping) else None
+    if rows is None:
+        rows = _list_of(data, status)
+    return [parse_conversation(row) for row in rows]
