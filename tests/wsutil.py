@@ -167,8 +167,9 @@ async def open_socket(
     base_url: str, user: User | None = None, *, query: str = "", **kwargs: Any
 ) -> Socket:
     """A socket on the server at ``base_url``, as ``user`` (bearer) unless the caller brings
-    other credentials, returned after its ``hello`` event arrived. ``query`` (e.g.
-    ``"?state=busy"``) is appended to the URL."""
+    other credentials, returned after its ``hello`` and ``offline.summary`` events arrived
+    (the summary's data is kept in ``Socket.summary``). ``query`` (e.g. ``"?state=busy"``)
+    is appended to the URL."""
     headers = dict(kwargs.pop("additional_headers", {}))
     if user is not None:
         headers.update(user.headers)
@@ -185,6 +186,7 @@ async def open_socket(
     hello = await sock.event("hello")
     if user is not None:
         assert hello["data"]["username"] == user.username
+    sock.summary = (await sock.event("offline.summary"))["data"]
     return sock
 
 
@@ -257,6 +259,7 @@ class Socket:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.pending: list[Frame] = []
+        self.summary: Frame | None = None  # the offline.summary data, when open_socket read it
 
     async def recv(self, timeout: float = WAIT) -> Frame:
         """The next frame (from what was put aside first)."""

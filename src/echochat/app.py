@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from echochat import __version__
-from echochat.api import auth, buddies, health, keys, metrics, pages
+from echochat.api import auth, buddies, dm, health, keys, metrics, pages
 from echochat.api.csrf import CsrfMiddleware
 from echochat.api.errors import UnexpectedErrorMiddleware, install_error_handlers
 from echochat.api.security import SecurityHeadersMiddleware
@@ -24,6 +26,7 @@ from echochat.integrations.ratelimit import RateLimiter
 from echochat.realtime import gateway
 from echochat.realtime.hub import Hub
 from echochat.services import Context
+from echochat.services import dm as dm_service
 from echochat.services.mail import keep_in_outbox
 from echochat.services.tokens import TokenKeys
 from echochat.store import Database
@@ -108,9 +111,13 @@ def create_app(settings: Settings, *, ctx: Context | None = None) -> FastAPI:
         await ensure_current(db, migrate=settings.migrate_at_start)
         await bus.start()
         await hub.start()
+        retention = asyncio.create_task(dm_service.retention_loop(ctx), name="dm-retention")
         try:
             yield
         finally:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
             await hub.stop()
             await ctx.drain()
             await ctx.limiter.close()
@@ -134,6 +141,7 @@ def create_app(settings: Settings, *, ctx: Context | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(buddies.router)
     app.include_router(keys.router)
+    app.include_router(dm.router)
     app.include_router(metrics.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(packages=[("echochat.web", "static")]), name="static")

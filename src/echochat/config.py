@@ -172,6 +172,27 @@ class Settings(BaseModel):
     rate_limit_backup_account: str = Field(
         default="20/hour", description="Key backup downloads per account (passphrase guesses)."
     )
+    rate_limit_dm_account: str = Field(
+        default="200/10seconds", description="Direct messages a user may send (all peers)."
+    )
+    rate_limit_buzz: str = Field(
+        default="3/10seconds", description="BUZZ!es from one user to one other user."
+    )
+
+    # direct messages
+    message_retention_days: int = Field(
+        default=0,
+        ge=0,
+        le=100 * 365,
+        description="Delete direct messages older than this many days (hourly); 0 keeps them "
+        "forever.",
+    )
+    replay_page: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="Messages replayed per hello on a reconnect (the client asks for more).",
+    )
 
     # email
     email_backend: Literal["console", "smtp"] = Field(
@@ -249,6 +270,8 @@ class Settings(BaseModel):
         "rate_limit_reset_ip",
         "rate_limit_reset_account",
         "rate_limit_backup_account",
+        "rate_limit_dm_account",
+        "rate_limit_buzz",
     )
     @classmethod
     def _check_rate(cls, value: str) -> str:

@@ -196,8 +196,9 @@ async def test_hello_event_and_op(server: Server) -> None:
     assert await sock.call("hello", {"cursor": 5, "device_id": "laptop"}) == {
         "cursor": 5,
         "replayed": 0,
+        "more": False,
     }
-    assert await sock.call("hello") == {"cursor": 0, "replayed": 0}
+    assert await sock.call("hello") == {"cursor": 0, "replayed": 0, "more": False}
     reply = await sock.reply(await sock.send_op("ping", {}))
     assert set(reply) == {"op", "ref", "data"}
     await sock.close()
@@ -312,7 +313,7 @@ async def test_bad_fields_get_invalid_input_with_the_ref(server: Server) -> None
 async def test_unknown_op_and_op_refusals(server: Server) -> None:
     alice = await register(server.http, "alice")
     sock = await server.connect(alice)
-    for op in ("dm.send", "admin.nuke", "PING"):
+    for op in ("room.send", "admin.nuke", "PING"):
         error = await sock.error(op, {})
         assert error["code"] == "unknown_op", op
     too_long = await sock.error("presence.set", {"status": "s" * 141})

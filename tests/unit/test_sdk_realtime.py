@@ -181,8 +181,9 @@ async def test_connect_says_hello_and_maps_errors(live: LiveApp) -> None:
             )
             assert rt.connected  # errors leave the socket open
         assert rt.closed
-        # ends quietly (closed by us), after the echo of the state we chose
-        assert [e.type async for e in rt.events()] == ["presence.self"]
+        # ends quietly (closed by us), after the connect's offline.summary and the echo of
+        # the state we chose
+        assert [e.type async for e in rt.events()] == ["offline.summary", "presence.self"]
         with pytest.raises(DisconnectedError) as after:
             await rt.ping()
         assert after.value.code == "closed"
@@ -324,6 +325,8 @@ async def test_policy_close_ends_the_stream_without_reconnecting(live: LiveApp) 
     async with await user(live, "gina") as gina, await gina.connect() as rt:
         stream = Stream(rt)
         await stream.expect(HelloEvent)
+        summary = await stream.next()  # every connect: hello, then offline.summary
+        assert summary.type == "offline.summary"
         refused = 0
         for _ in range(40):  # the server forgives 20 bad frames, then closes (1008)
             try:

@@ -6,7 +6,7 @@ Only services create events.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,13 +16,23 @@ __all__ = [
     "BuddyRequestEvent",
     "BuddyRequestPublic",
     "BuddyUpdateEvent",
+    "BuzzData",
+    "BuzzEvent",
+    "DmMessage",
+    "DmMessageEvent",
+    "DmReceiptData",
+    "DmReceiptEvent",
     "Event",
     "HelloEvent",
     "KeysChangedEvent",
     "KickReason",
     "KickedEvent",
+    "OfflineSender",
+    "OfflineSummaryData",
+    "OfflineSummaryEvent",
     "PresenceEvent",
     "PresenceSelfEvent",
+    "ReceiptKind",
     "TypingEvent",
 ]
 
@@ -137,6 +147,75 @@ class KeysChangedEvent(_Model):
     data: KeysChangedData
 
 
+class DmMessage(_Model):
+    """A stored direct message (docs/protocol.md, "A Message"): the server's id and the
+    sender's envelope, which the server relays but cannot read."""
+
+    id: int
+    conv: str
+    sender: str
+    recipient: str
+    sender_device: str
+    client_id: str
+    created_at: str
+    envelope: dict[str, Any]
+
+
+class DmMessageEvent(_Model):
+    """To every socket of both users, live and in a ``hello`` replay."""
+
+    type: Literal["dm.message"] = "dm.message"
+    data: DmMessage
+
+
+ReceiptKind = Literal["delivered", "read"]
+
+
+class DmReceiptData(_Model):
+    conv: str
+    reader: str
+    peer: str
+    kind: ReceiptKind
+    upto: int
+
+
+class DmReceiptEvent(_Model):
+    """``reader``'s devices have (``delivered``) or ``reader`` has seen (``read``) ``peer``'s
+    messages up to ``upto``; to every socket of both users."""
+
+    type: Literal["dm.receipt"] = "dm.receipt"
+    data: DmReceiptData
+
+
+class OfflineSender(_Model):
+    username: str
+    display_name: str
+    count: int
+
+
+class OfflineSummaryData(_Model):
+    senders: list[OfflineSender]
+    total: int
+
+
+class OfflineSummaryEvent(_Model):
+    """To a new socket right after ``hello``: DMs no device of the user acknowledged yet."""
+
+    type: Literal["offline.summary"] = "offline.summary"
+    data: OfflineSummaryData
+
+
+class BuzzData(_Model):
+    username: str
+
+
+class BuzzEvent(_Model):
+    """BUZZ! from ``username``; to every socket of the buzzed user (not stored)."""
+
+    type: Literal["buzz"] = "buzz"
+    data: BuzzData
+
+
 KickReason = Literal["session_revoked", "banned", "logged_out", "password_reset"]
 
 
@@ -159,6 +238,10 @@ Event = Annotated[
     | BuddyGroupsEvent
     | TypingEvent
     | KickedEvent
-    | KeysChangedEvent,
+    | KeysChangedEvent
+    | DmMessageEvent
+    | DmReceiptEvent
+    | OfflineSummaryEvent
+    | BuzzEvent,
     Field(discriminator="type"),
 ]

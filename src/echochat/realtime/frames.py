@@ -6,7 +6,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ClientFrame", "HelloIn", "PingIn", "PresenceSetIn", "TypingIn"]
+__all__ = [
+    "BuzzIn",
+    "ClientFrame",
+    "DmAckIn",
+    "DmSendIn",
+    "HelloIn",
+    "PingIn",
+    "PresenceSetIn",
+    "TypingIn",
+]
 
 
 class _Data(BaseModel):
@@ -39,3 +48,18 @@ class TypingIn(_Data):
 
 class PingIn(_Data):
     pass
+
+
+class DmSendIn(_Data):
+    to: str = Field(min_length=1, max_length=64)
+    # the envelope's shape is checked by the service (docs/e2ee.md 4.2), with its own codes
+    envelope: Any
+
+
+class DmAckIn(_Data):
+    peer: str = Field(min_length=1, max_length=64)
+    upto: int = Field(ge=0, le=2**62)
+
+
+class BuzzIn(_Data):
+    to: str = Field(min_length=1, max_length=64)

@@ -30,11 +30,20 @@ from echochat.domain.errors import (
     RateLimited,
     Unauthorized,
 )
-from echochat.domain.events import HelloData, HelloEvent
+from echochat.domain.events import DmMessageEvent, HelloData, HelloEvent
 from echochat.domain.presence import State, check_state, check_status_text
-from echochat.realtime.frames import ClientFrame, HelloIn, PingIn, PresenceSetIn, TypingIn
+from echochat.realtime.frames import (
+    BuzzIn,
+    ClientFrame,
+    DmAckIn,
+    DmSendIn,
+    HelloIn,
+    PingIn,
+    PresenceSetIn,
+    TypingIn,
+)
 from echochat.realtime.hub import CLOSE_SLOW, Connection, Hub
-from echochat.services import accounts, notify, presence
+from echochat.services import accounts, dm, notify, presence
 from echochat.services.context import Context
 from echochat.services.typing import typing
 
@@ -72,9 +81,36 @@ class TokenBucket:
 # --- ops ----------------------------------------------------------------------------------
 
 
+def _replay_page(ctx: Context) -> int:
+    # A page must fit the socket's queue with room for live events, or the replay itself
+    # would drop the client as too slow.
+    return max(1, min(ctx.settings.replay_page, ctx.settings.ws_queue // 2))
+
+
 async def op_hello(ctx: Context, conn: Connection, data: HelloIn) -> dict[str, Any]:
-    # Durable events (messages) arrive with a later issue; until then nothing to replay.
-    return {"cursor": data.cursor or 0, "replayed": 0}
+    """Resume: the user's messages after ``cursor``, one page, before the ``ok``
+    (docs/protocol.md, "Resuming")."""
+    page = await dm.replay(ctx, conn.principal, data.cursor, _replay_page(ctx))
+    for message in page.messages:
+        conn.send(notify.event_frame(DmMessageEvent(data=message)).decode())
+    return {"cursor": page.cursor, "replayed": len(page.messages), "more": page.more}
+
+
+async def op_dm_send(ctx: Context, conn: Connection, data: DmSendIn) -> dict[str, Any]:
+    sent = await dm.send(ctx, conn.principal, data.to, data.envelope)
+    return {"message": sent.message.model_dump(mode="json"), "duplicate": sent.duplicate}
+
+
+async def op_dm_delivered(ctx: Context, conn: Connection, data: DmAckIn) -> dict[str, Any]:
+    return {"upto": await dm.acknowledge(ctx, conn.principal, data.peer, "delivered", data.upto)}
+
+
+async def op_dm_read(ctx: Context, conn: Connection, data: DmAckIn) -> dict[str, Any]:
+    return {"upto": await dm.acknowledge(ctx, conn.principal, data.peer, "read", data.upto)}
+
+
+async def op_buzz(ctx: Context, conn: Connection, data: BuzzIn) -> None:
+    await dm.buzz(ctx, conn.principal, data.to)
 
 
 async def op_presence_set(ctx: Context, conn: Connection, data: PresenceSetIn) -> dict[str, Any]:
@@ -104,6 +140,10 @@ OPS: dict[str, tuple[type[BaseModel], Handler]] = {
     "presence.set": (PresenceSetIn, op_presence_set),
     "typing": (TypingIn, op_typing),
     "ping": (PingIn, op_ping),
+    "dm.send": (DmSendIn, op_dm_send),
+    "dm.delivered": (DmAckIn, op_dm_delivered),
+    "dm.read": (DmAckIn, op_dm_read),
+    "buzz": (BuzzIn, op_buzz),
 }
 
 
@@ -173,6 +213,13 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     except DomainError as exc:
         await _refuse(websocket, exc)
         return
+    try:
+        # Before joining the hub, so that nothing live can come before it (docs/protocol.md,
+        # "Resuming": hello, offline.summary, then live events).
+        summary = notify.event_frame(await dm.offline_summary(ctx, principal)).decode()
+    except DomainError as exc:
+        await _refuse(websocket, exc)
+        return
     await websocket.accept()
     settings = ctx.settings
     conn = Connection(
@@ -192,6 +239,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             )
         ).decode()
     )
+    conn.send(summary)
     await presence.device_online(
         ctx,
         process_id=hub.process_id,

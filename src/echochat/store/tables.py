@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     false,
     func,
 )
@@ -31,9 +32,11 @@ __all__ = [
     "buddy_groups",
     "buddy_requests",
     "device_keys",
+    "dm_watermarks",
     "email_outbox",
     "identity_keys",
     "key_backups",
+    "messages",
     "metadata",
     "password_resets",
     "permissions",
@@ -294,4 +297,36 @@ key_backups = Table(
     Column("blob", Text, nullable=False),
     Column("version", Integer, nullable=False),
     Column("updated_at", Timestamp, nullable=False, server_default=func.now()),
+)
+
+# Direct messages (services/dm.py). ``envelope`` is the sender's E2EE envelope as JSON text:
+# ciphertext, wraps and a signature, never plaintext. ``conv`` is ``dm:<a>:<b>`` (sorted).
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("conv", String(80), nullable=False),
+    Column("sender_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("recipient_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("sender_device", String(64), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("envelope", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("sender_id", "client_id", name="uq_messages_sender_id"),
+    Index("ix_messages_conv_id", "conv", "id"),  # history, newest per conversation
+    Index("ix_messages_sender_id_id", "sender_id", "id"),  # replay (sent)
+    Index("ix_messages_recipient_id_id", "recipient_id", "id"),  # replay (received)
+    Index("ix_messages_created_at", "created_at"),  # retention
+)
+
+# One row per (user, peer) for every conversation, created with its first message:
+# how far ``user``'s devices have acknowledged ``peer``'s messages.
+dm_watermarks = Table(
+    "dm_watermarks",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("peer_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("conv", String(80), nullable=False),
+    Column("delivered_upto", BigInteger, nullable=False, server_default="0"),
+    Column("read_upto", BigInteger, nullable=False, server_default="0"),
 )
