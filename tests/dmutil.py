@@ -88,11 +88,12 @@ async def person(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     device_id: str | None = None,
+    display_name: str | None = None,
 ) -> Person:
     """Register ``username`` through the SDK, publish one device, and return them. ``http``
     is only used to check the account works with the bearer token."""
     sdk = EchoChatClient(base_url, transport=transport)
-    await sdk.register(username, PASSWORD)
+    await sdk.register(username, PASSWORD, display_name=display_name)
     assert sdk.user is not None and sdk.access_token and sdk.refresh_token
     ring = Keyring.generate()
     device = ring.add_device(device_id or f"{username}-dev-{next(_ids):04d}")
