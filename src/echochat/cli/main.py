@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from echochat import __version__
-from echochat.cli import admin, db, doctor, serve
+from echochat.cli import admin, db, doctor, serve, smoke
 
 __all__ = ["app", "main"]
 
@@ -35,6 +35,7 @@ def _root(
 
 app.command("serve")(serve.serve)
 app.command("doctor")(doctor.doctor)
+app.command("smoke")(smoke.smoke)
 app.add_typer(db.app, name="db")
 app.add_typer(admin.app, name="admin")
 

@@ -171,6 +171,9 @@ class RealtimeConnection:
         self._seen: set[int] = set()
         self._seen_order: deque[int] = deque()
         self._replayed_total = 0
+        # Messages read while a replay is under way wait here, so that each conversation is
+        # handed on in id order: live ones may overtake the replayed pages on the wire.
+        self._held: dict[int, DmMessageEvent] = {}
 
     # --- public state -----------------------------------------------------------------------
 
@@ -525,6 +528,15 @@ class RealtimeConnection:
         if isinstance(replayed, int) and not isinstance(replayed, bool):
             self._replayed_total += replayed
         self._replaying = reply.get("more") is True
+        # Hand on, in id order, what this page covered; once the replay is over, everything
+        # held (live messages that came early), and the cursor follows them.
+        limit = self._cursor or 0
+        for mid in sorted(self._held):
+            if self._replaying and mid > limit:
+                break
+            self._queue.put_nowait(self._held.pop(mid))
+            if not self._replaying and mid > limit:
+                self._cursor = limit = mid
 
     def _first_time(self, event: DmMessageEvent) -> bool:
         """Whether this message id is new here (replay and live events may overlap); moves
@@ -548,8 +560,12 @@ class RealtimeConnection:
                 event = self._parse(raw)
                 if event is None:
                     continue
-                if isinstance(event, DmMessageEvent) and not self._first_time(event):
-                    continue
+                if isinstance(event, DmMessageEvent):
+                    if not self._first_time(event):
+                        continue
+                    if self._replaying:  # handed on in order when its page (or the replay) ends
+                        self._held[event.message.id] = event
+                        continue
                 if isinstance(event, HelloEvent):
                     self._hello = event
                 if isinstance(event, KickedEvent):

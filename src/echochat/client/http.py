@@ -359,9 +359,10 @@ class EchoChatClient:
     # --- direct messages (the envelopes are sealed and opened by echochat.client.e2ee) -------
 
     async def conversations(self) -> list[Conversation]:
-        """Every conversation I have, with my ``unread`` and ``offline`` counts."""
+        """Every conversation I have (newest first, as the server orders them), with my
+        ``unread`` and ``offline`` counts and the receipt watermarks."""
         response = await self._request("GET", "/conversations")
-        return parse_conversations(_json(response), response.status_code)
+        return parse_conversations(body(_json(response), response.status_code))
 
     async def dm_history(
         self,

@@ -9,8 +9,9 @@ this device's keys, publishes the device, keeps the realtime connection, and
   repeated with the same envelope, so the server keeps it once;
 - **receives**: :meth:`Messenger.messages` yields the incoming messages *decrypted and
   verified* (:class:`DirectMessage`), each id once (the connection resumes from its cursor
-  after a drop), and acknowledges them as delivered; :meth:`Messenger.mark_read` says they
-  were read;
+  after a drop; a messenger started without a cursor fetches the messages that reached none
+  of the user's devices when ``offline.summary`` announces them), and acknowledges them as
+  delivered; :meth:`Messenger.mark_read` says they were read;
 - **reads history**, decrypted (:meth:`Messenger.history`).
 
 Key directories are fetched again when the server says a user's keys changed
@@ -45,7 +46,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from echochat.client._events import DmMessageEvent, Event, KeysChangedEvent
+from echochat.client._events import (
+    DmMessageEvent,
+    Event,
+    KeysChangedEvent,
+    OfflineSummaryEvent,
+)
 from echochat.client._realtime import RealtimeConnection
 from echochat.client.e2ee import (
     DeviceKeys,
@@ -171,6 +177,7 @@ class Messenger:
         self._last_from: dict[str, int] = {}
         self._seen: set[tuple[str, str, str]] = set()
         self._seen_order: deque[tuple[str, str, str]] = deque()
+        self._catch_up = False  # fetch offline messages at the first offline.summary
 
     # --- creation ------------------------------------------------------------------------
 
@@ -218,6 +225,7 @@ class Messenger:
         if path is not None:  # only keys the server accepted
             _save_keyring_file(path, user.username, keyring, device.device_id)
         messenger = cls(client, keyring, device, own, pins=pins)
+        messenger._catch_up = cursor is None
         if connect:
             messenger._rt = await client.connect(
                 device_id=device.device_id, cursor=cursor, **connect_options
@@ -390,19 +398,48 @@ class Messenger:
         :meth:`RealtimeConnection.events`."""
         async for event in self.connection.events():
             if isinstance(event, DmMessageEvent):
-                direct = await self.open(event.message)
-                if direct is None:
-                    continue
-                if not direct.outgoing:
-                    self._last_from[direct.peer] = max(
-                        direct.id, self._last_from.get(direct.peer, 0)
-                    )
-                    self._ack(direct.peer, direct.id)
-                yield direct
+                direct = await self._received(event.message)
+                if direct is not None:
+                    yield direct
                 continue
             if isinstance(event, KeysChangedEvent):
                 self.forget_keys(event.username)
             yield event
+            if isinstance(event, OfflineSummaryEvent) and self._catch_up:
+                self._catch_up = False
+                async for direct in self._offline(event):
+                    yield direct
+
+    async def _received(self, message: DmMessage) -> DirectMessage | None:
+        direct = await self.open(message)
+        if direct is not None and not direct.outgoing:
+            self._last_from[direct.peer] = max(direct.id, self._last_from.get(direct.peer, 0))
+            self._ack(direct.peer, direct.id)
+        return direct
+
+    async def _offline(self, summary: OfflineSummaryEvent) -> AsyncIterator[DirectMessage]:
+        """Started without a cursor, the connection replays nothing: fetch the messages that
+        reached none of my devices from history, oldest first (docs/protocol.md, "Offline
+        messages"). Later sockets resume from the cursor instead."""
+        senders = {s.username for s in summary.senders if s.count > 0}
+        if not senders:
+            return
+        watermarks = {
+            c.username: c.my_delivered_upto
+            for c in await self._client.conversations()
+            if c.username in senders
+        }
+        for peer, after in watermarks.items():
+            while True:
+                page = await self._client.dm_history(peer, after=after, limit=200)
+                for message in page.messages:
+                    if message.sender == peer:
+                        direct = await self._received(message)
+                        if direct is not None:
+                            yield direct
+                if not page.has_more or not page.messages:
+                    break
+                after = page.messages[-1].id
 
     async def messages(
         self, *, include_own: bool = False, errors: Literal["raise", "skip"] = "raise"

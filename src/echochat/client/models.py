@@ -209,16 +209,22 @@ class OfflineSummary:
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
-    """One conversation of ``GET /conversations``: the peer, my ``unread`` count (above my
-    read watermark) and the ``offline`` count (not yet delivered to any of my devices).
-    ``data`` keeps the whole raw row (the server may say more, e.g. the last message)."""
+    """One conversation of ``GET /conversations``: the other user, the newest message, my
+    ``unread`` count (above my read watermark), the ``offline`` count (not yet delivered to
+    any of my devices), and the four receipt watermarks (mine on their messages, theirs on
+    mine)."""
 
-    peer: str
+    username: str
+    display_name: str
     conv: str
+    last_message_id: int
+    last_message_at: datetime
     unread: int
     offline: int
-    last_message_id: int | None
-    data: Mapping[str, Any]
+    my_delivered_upto: int
+    my_read_upto: int
+    peer_delivered_upto: int
+    peer_read_upto: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,22 +467,20 @@ def parse_history(data: _Body) -> HistoryPage:
 
 
 def parse_conversation(data: _Body) -> Conversation:
-    last = data.opt_obj("last_message")
-    last_id = data.opt_integer("last_message_id")
-    if last_id is None and last is not None:
-        last_id = last.opt_integer("id")
     return Conversation(
-        peer=data.text("peer"),
+        username=data.text("username"),
+        display_name=data.text("display_name"),
         conv=data.text("conv"),
+        last_message_id=data.integer("last_message_id"),
+        last_message_at=data.when("last_message_at"),
         unread=data.integer("unread"),
         offline=data.integer("offline"),
-        last_message_id=last_id,
-        data=data.raw(),
+        my_delivered_upto=data.integer("my_delivered_upto"),
+        my_read_upto=data.integer("my_read_upto"),
+        peer_delivered_upto=data.integer("peer_delivered_upto"),
+        peer_read_upto=data.integer("peer_read_upto"),
     )
 
 
-def parse_conversations(data: Any, status: int) -> list[Conversation]:
-    rows = _Body(data, status).items("conversations") if isinstance(data, Mapping) else None
-    if rows is None:
-        rows = _list_of(data, status)
-    return [parse_conversation(row) for row in rows]
+def parse_conversations(data: _Body) -> list[Conversation]:
+    return [parse_conversation(row) for row in data.items("conversations")]
