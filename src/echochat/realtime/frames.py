@@ -31,7 +31,7 @@ class ClientFrame(BaseModel):
 
 
 class HelloIn(_Data):
-    cursor: int | None = Field(default=None, ge=0)
+    cursor: int | None = Field(default=None, ge=0, strict=True)
     device_id: str | None = Field(default=None, max_length=64)
 
 
@@ -58,7 +58,7 @@ class DmSendIn(_Data):
 
 class DmAckIn(_Data):
     peer: str = Field(min_length=1, max_length=64)
-    upto: int = Field(ge=0, le=2**62)
+    upto: int = Field(ge=0, le=2**62, strict=True)
 
 
 class BuzzIn(_Data):
