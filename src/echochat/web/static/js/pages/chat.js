@@ -8,8 +8,10 @@
  */
 
 import { Socket } from "../net/socket.js";
+import { KeySession } from "../state/keysession.js";
 import { idleTimeoutFrom } from "../state/presence.js";
 import { setStatus } from "../ui/forms.js";
+import { bindKeySetup } from "../ui/keysetup.js";
 import { startMessenger } from "../ui/messenger.js";
 import { bindSignOut } from "./signout.js";
 
@@ -23,12 +25,19 @@ if (signOut instanceof HTMLButtonElement) {
 
 if (windowEl instanceof HTMLElement && windowEl.dataset.username) {
   const socket = new Socket();
+  // The E2EE keys: loaded from IndexedDB, or set up / restored through ui/keysetup.js's
+  // dialogs; keys.changed events from the socket keep the buddies' keys fresh.
+  const keys = new KeySession(windowEl.dataset.username);
+  keys.attach(socket);
+  bindKeySetup(keys);
   startMessenger({
     socket,
     me: windowEl.dataset.username,
     idleMs: idleTimeoutFrom(window.location.search),
+    keys,
   });
   socket.start();
+  keys.start();
   // Leaving the page closes the socket cleanly; coming back from the back/forward cache
   // opens it again.
   window.addEventListener("pagehide", () => socket.stop());

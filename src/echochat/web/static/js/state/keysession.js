@@ -283,10 +283,7 @@ export class KeySession extends Emitter {
   #unavailable(error) {
     if (error instanceof ApiError && error.status === 429) {
       this.retryAfter = error.retryAfter;
-      this.#setPhase(
-        "unavailable",
-        "Too many key-backup downloads for your account; wait a while, then try again.",
-      );
+      this.#setPhase("unavailable", "Too many key-backup downloads for your account.");
     } else if (error instanceof ApiError) {
       this.#setPhase("unavailable", error.message);
     } else {
@@ -335,12 +332,16 @@ export class KeySession extends Emitter {
     this.#keyring = null;
     this.#cache.clear();
     keystore.deleteKeys(this.#me).catch((error) => console.error(error));
-    this.#setPhase(
-      "stale",
+    const why =
       "Your encryption keys were replaced in another browser (you started fresh there). " +
-        "Restore the new keys with their recovery key or passphrase.",
-    );
-    this.#findBackup().then(() => this.promptUnlock());
+      "Unlock the new keys with their recovery key or passphrase.";
+    this.#setPhase("stale", why);
+    this.#findBackup().then(() => {
+      if (this.phase === "restore") {
+        this.#setPhase("stale", why); // the backup to restore is there; say why it is needed
+      }
+      this.promptUnlock();
+    });
   }
 
   // --- the three ways to get keys ------------------------------------------------------------
