@@ -64,7 +64,7 @@ async def test_register_sign_out_and_sign_in_again(
     await expect(page.get_by_role("heading", level=1)).to_have_text("Hi, Alice Liddell!")
     buddies = page.get_by_role("region", name="EchoChat — Buddy list")
     await expect(buddies).to_contain_text("Alice Liddell")
-    await expect(buddies).to_contain_text("coming version")
+    await expect(buddies).to_contain_text("send a private message")
     await expect(page.get_by_role("navigation", name="Open conversations")).to_be_visible()
     await page.screenshot(path=output_dir / "chat-desktop.png")
 

@@ -18,9 +18,17 @@
  *   session is over: "unauthorized" is emitted and the socket stops.
  * - `kicked` (session revoked, banned, signed out) stops the socket for good; the page
  *   decides where to go.
+ * - Resuming (docs/protocol.md "Resuming"): the socket keeps a cursor, the highest direct
+ *   message id it has handed on. The `hello` op carries it (and this browser's device id);
+ *   the server replays the `dm.message` events after it before the `ok`, and while the
+ *   `ok` says `more`, `hello` is sent again with the new cursor. During that replay the
+ *   cursor moves only with the `ok` replies (live events may interleave and would skip the
+ *   rest); afterwards every `dm.message` moves it. Without a cursor (a fresh page) the `ok`
+ *   gives the starting one. Listeners de-duplicate by id.
  *
- * Emits: "status" ({@link SocketStatus}), "ready" (hello data), "event" ({type, data}),
- * one emit per event type ("presence", "buddy.request", ...), "kicked", "unauthorized".
+ * Emits: "status" ({@link SocketStatus}), "ready" (hello data, after the replay),
+ * "event" ({type, data}), one emit per event type ("presence", "buddy.request",
+ * "dm.message", ...), "kicked", "unauthorized".
  */
 
 import { ApiError, refreshSession } from "./api.js";
@@ -34,6 +42,8 @@ const HELLO_TIMEOUT_MS = 10_000;
 const STABLE_MS = 10_000;
 /** Client-side close code for a connection that stopped answering pings. */
 const CLOSE_DEAD = 4000;
+/** At most this many `hello` rounds of replay per connection (100 messages each). */
+const MAX_REPLAY_ROUNDS = 1000;
 
 /**
  * @typedef {object} SocketStatus
@@ -88,14 +98,21 @@ export function socketUrl(origin = window.location.origin) {
 export class Socket extends Emitter {
   /**
    * @param {{url?: string, refresh?: () => Promise<void>,
-   *   presence?: () => ({state: string, status: string} | null)}} [options]
+   *   presence?: () => ({state: string, status: string} | null),
+   *   deviceId?: () => (string | null)}} [options]
    *   `presence` gives the state this tab chose, sent with each (re)connect so buddies never
-   *   see a flash of "online" before it is restored.
+   *   see a flash of "online" before it is restored; `deviceId` this browser's E2EE device
+   *   id, sent in the `hello` op when known.
    */
   constructor(options = {}) {
     super();
     this.url = options.url ?? socketUrl();
     this.presence = options.presence ?? (() => null);
+    this.deviceId = options.deviceId ?? (() => null);
+    /** @type {number | null} the highest direct message id handed on; null on a fresh page */
+    this.cursor = null;
+    /** True from the greeting until the replay is over: live ids do not move the cursor. */
+    this.replaying = false;
     this.refresh = options.refresh ?? refreshSession;
     /** @type {WebSocket | null} */
     this.ws = null;
@@ -242,6 +259,12 @@ export class Socket extends Emitter {
     if (frame?.op !== "ev" || typeof frame.type !== "string") {
       return;
     }
+    if (frame.type === "dm.message" && !this.replaying) {
+      const id = frame.data?.id;
+      if (typeof id === "number" && Number.isSafeInteger(id) && id > (this.cursor ?? 0)) {
+        this.cursor = id;
+      }
+    }
     if (frame.type === "hello") {
       this.onHello(ws, frame.data ?? {});
     } else if (frame.type === "kicked") {
@@ -262,11 +285,14 @@ export class Socket extends Emitter {
     if (typeof hello.heartbeat === "number" && hello.heartbeat > 0) {
       this.heartbeat = hello.heartbeat;
     }
+    this.replaying = true;
     try {
-      await this.request("hello", {});
+      await this.resume(ws);
     } catch {
       this.abandon(ws);
       return;
+    } finally {
+      this.replaying = false;
     }
     if (ws !== this.ws) {
       return;
@@ -278,6 +304,31 @@ export class Socket extends Emitter {
     this.setStatus("online", null);
     this.schedulePing(ws);
     this.emit("ready", hello);
+  }
+
+  /**
+   * The `hello` op, again while the server says there is `more` to replay.
+   * @param {WebSocket} ws
+   */
+  async resume(ws) {
+    for (let round = 0; round < MAX_REPLAY_ROUNDS && ws === this.ws; round++) {
+      /** @type {Record<string, unknown>} */
+      const data = {};
+      if (this.cursor !== null) {
+        data.cursor = this.cursor;
+      }
+      const device = this.deviceId();
+      if (device) {
+        data.device_id = device;
+      }
+      const reply = await this.request("hello", data);
+      if (typeof reply.cursor === "number" && Number.isSafeInteger(reply.cursor)) {
+        this.cursor = Math.max(this.cursor ?? 0, reply.cursor);
+      }
+      if (reply.more !== true) {
+        return;
+      }
+    }
   }
 
   /** @param {WebSocket} ws */

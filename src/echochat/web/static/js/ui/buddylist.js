@@ -1,10 +1,12 @@
 // @ts-check
 /**
  * Renders the buddy list: groups that fold ("Friends  2/5 online"), and per buddy a
- * presence dot, the display name, the custom status line, an unread badge (empty until
- * messages arrive), a "stealth" tag when I appear offline to them, and a "⋯" button for
- * the context menu (which a right-click opens too). DOM only: the state comes from
- * state/buddies.js and every action goes back through the handlers.
+ * presence dot, the display name, the custom status line, an unread badge (messages not
+ * read yet, from state/conversations.js through {@link BuddyListView#setUnread}), a
+ * "stealth" tag when I appear offline to them, and a "⋯" button for the context menu
+ * (which a right-click opens too). A double-click, or Enter on the row, opens the
+ * conversation. DOM only: the state comes from state/buddies.js and every action goes back
+ * through the handlers.
  *
  * The whole list is rebuilt on each change (it is small); focus is kept on the same
  * button across rebuilds through `data-focus-key`.
@@ -20,6 +22,7 @@ import { el } from "./dom.js";
 /**
  * @typedef {object} ListHandlers
  * @property {(group: string) => void} onToggle
+ * @property {(username: string) => void} [onOpen] open the conversation
  * @property {(username: string, where: {anchor?: HTMLElement, point?: {x: number, y: number}, returnFocus: HTMLElement}) => void} onMenu
  */
 
@@ -34,6 +37,21 @@ export class BuddyListView {
   constructor(root, handlers) {
     this.root = root;
     this.handlers = handlers;
+    /** @type {Record<string, {unread: number, offline: number}>} */
+    this.unread = {};
+    root.addEventListener("dblclick", (event) => {
+      const row = /** @type {Element} */ (event.target).closest(".buddy");
+      if (row instanceof HTMLElement && row.dataset.username && !(/** @type {Element} */ (event.target).closest("button"))) {
+        handlers.onOpen?.(row.dataset.username);
+      }
+    });
+    root.addEventListener("keydown", (event) => {
+      const row = /** @type {Element} */ (event.target);
+      if (event.key === "Enter" && row instanceof HTMLElement && row.classList.contains("buddy") && row.dataset.username) {
+        event.preventDefault();
+        handlers.onOpen?.(row.dataset.username);
+      }
+    });
     root.addEventListener("contextmenu", (event) => {
       const row = /** @type {Element} */ (event.target).closest(".buddy");
       if (!(row instanceof HTMLElement) || !row.dataset.username) {
@@ -46,6 +64,38 @@ export class BuddyListView {
         returnFocus: more,
       });
     });
+  }
+
+  /**
+   * The unread counts per buddy (shown on the rows at once, and on every render).
+   * @param {Record<string, {unread: number, offline: number}>} counts
+   */
+  setUnread(counts) {
+    this.unread = counts;
+    for (const row of this.root.querySelectorAll(".buddy")) {
+      if (row instanceof HTMLElement && row.dataset.username) {
+        const badge = row.querySelector(".buddy__unread");
+        if (badge instanceof HTMLElement) {
+          this.showUnread(badge, row.dataset.username);
+        }
+      }
+    }
+  }
+
+  /**
+   * @param {HTMLElement} badge
+   * @param {string} username
+   */
+  showUnread(badge, username) {
+    const count = this.unread[username];
+    const unread = count?.unread ?? 0;
+    badge.hidden = unread === 0;
+    badge.textContent = unread ? String(unread) : "";
+    badge.dataset.unread = String(unread);
+    badge.title = !unread
+      ? ""
+      : `${unread} unread message${unread === 1 ? "" : "s"}` +
+        (count.offline ? ` (${count.offline} sent while you were away)` : "");
   }
 
   /** @param {BuddyState} state */
@@ -66,8 +116,8 @@ export class BuddyListView {
         el("p", {
           className: "buddy-list__empty",
           text:
-            "No buddies yet. Choose Contacts › Add a buddy… to invite someone. " +
-            "Instant messages arrive in a coming version of EchoChat.",
+            "No buddies yet. Choose Contacts › Add a buddy… to invite someone, then " +
+            "double-click them to send a private message.",
         }),
       );
     }
@@ -145,6 +195,8 @@ export class BuddyListView {
     );
     row.dataset.username = buddy.username;
     row.dataset.state = buddy.state;
+    row.dataset.focusKey = `row:${buddy.username}`;
+    row.tabIndex = 0;
     row.dataset.stealth = String(buddy.stealth);
     if (buddy.stealth) {
       row.append(
@@ -156,7 +208,7 @@ export class BuddyListView {
       );
     }
     const unread = el("span", { className: "buddy__unread", attrs: { "data-unread": "0" } });
-    unread.hidden = true;
+    this.showUnread(unread, buddy.username);
     const more = el("button", {
       className: "buddy__more",
       text: "⋯",

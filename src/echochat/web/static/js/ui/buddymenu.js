@@ -1,7 +1,7 @@
 // @ts-check
 /**
- * A buddy's context menu (right-click, or its ⋯ button): move to a group, appear offline
- * to them (stealth), remove, block. Removing and blocking ask first.
+ * A buddy's context menu (right-click, or its ⋯ button): send a message, move to a group,
+ * appear offline to them (stealth), remove, block. Removing and blocking ask first.
  */
 
 import * as net from "../net/buddies.js";
@@ -14,10 +14,10 @@ import { openMenu } from "./menu.js";
 /** @typedef {{anchor?: HTMLElement, point?: {x: number, y: number}, returnFocus: HTMLElement}} Where */
 
 /**
- * @param {{store: BuddyStore, dialogs: Dialogs, notify: (message: string, tone?: "info" | "error" | "success") => void, failed: (error: unknown) => void}} deps
+ * @param {{store: BuddyStore, dialogs: Dialogs, notify: (message: string, tone?: "info" | "error" | "success") => void, failed: (error: unknown) => void, openChat?: (username: string) => void}} deps
  * @returns {(username: string, where: Where) => void} opens the menu of one buddy
  */
-export function buddyMenus({ store, dialogs, notify, failed }) {
+export function buddyMenus({ store, dialogs, notify, failed, openChat }) {
   /** @param {string} username */
   const nameOf = (username) => store.get().buddies[username]?.display_name || username;
 
@@ -98,9 +98,9 @@ export function buddyMenus({ store, dialogs, notify, failed }) {
       items: [
         {
           label: "Send a message",
-          hint: "Arrives in a later version",
-          disabled: true,
+          disabled: !openChat,
           command: "message",
+          run: () => openChat?.(username),
         },
         { kind: "separator" },
         { label: "Move to group…", command: "move", run: () => dialogs.openMove(username) },

@@ -8,12 +8,17 @@
  *
  * On every (re)connect the list is fetched again, since presence and buddy events are not
  * replayed; events that arrive while the fetch runs are applied after it.
+ *
+ * Private messages: state/conversations.js keeps the transcripts (from the socket, the
+ * history API and the key session `keys`), ui/pms.js shows them in the PM windows and the
+ * dock; the list shows each buddy's unread count and opens a window on a double-click.
  */
 
 import { ApiError } from "../net/api.js";
 import * as net from "../net/buddies.js";
 import { SocketError } from "../net/socket.js";
 import * as buddies from "../state/buddies.js";
+import { Conversations } from "../state/conversations.js";
 import { asChoice } from "../state/presence.js";
 import { Store } from "../state/store.js";
 import { listActions, loadFolded, saveFolded } from "./actions.js";
@@ -26,11 +31,13 @@ import { problemText, sentence, setStatus } from "./forms.js";
 import { watchIdle } from "./idle.js";
 import { bindMenubar } from "./menubar.js";
 import { leave, signInAgain } from "./navigate.js";
+import { PmManager } from "./pms.js";
 import { Sounds } from "./sounds.js";
 import { StatusControl } from "./status.js";
 
 /** @typedef {import("../net/socket.js").Socket} Socket */
 /** @typedef {import("../state/presence.js").MyPresence} MyPresence */
+/** @typedef {import("../state/conversations.js").Keys} Keys */
 
 /** Where the sign-in page finds a message about why the session ended (login.js). */
 export const NOTICE_KEY = "echochat.notice";
@@ -41,9 +48,10 @@ const SIGNED_OUT_GRACE_MS = 500;
 const FIRST_LOAD_MS = 3000;
 
 /**
- * @param {{socket: Socket, me: string, idleMs: number}} options
+ * @param {{socket: Socket, me: string, idleMs: number, keys?: Keys | null}} options
+ *   `keys`: the E2EE key session (state/keysession.js); without it PM windows stay locked
  */
-export function startMessenger({ socket, me, idleMs }) {
+export function startMessenger({ socket, me, idleMs, keys = null }) {
   const windowEl = byId("buddy-window", HTMLElement);
   const noticeEl = byId("buddy-notice", HTMLElement);
   const store = new Store(buddies.emptyState(me, loadFolded(me)));
@@ -73,7 +81,28 @@ export function startMessenger({ socket, me, idleMs }) {
 
   const actions = listActions(store);
   const dialogs = new Dialogs({ store, actions, notify });
-  const buddyMenu = buddyMenus({ store, dialogs, notify, failed });
+
+  // --- private messages ---------------------------------------------------------------------
+
+  const sounds = new Sounds(windowEl);
+  socket.deviceId = () => keys?.deviceId ?? null;
+  const conversations = new Conversations({ me, socket, keys });
+  const pms = new PmManager({
+    me,
+    conversations,
+    keys,
+    sounds,
+    buddy(peer) {
+      const buddy = store.get().buddies[peer];
+      return buddy
+        ? { name: buddy.display_name || peer, state: buddy.state, status: buddy.status }
+        : { name: conversations.names.get(peer) || peer, state: "offline", status: "" };
+    },
+  });
+  const openChat = (/** @type {string} */ username) => {
+    pms.open(username);
+  };
+  const buddyMenu = buddyMenus({ store, dialogs, notify, failed, openChat });
 
   // --- the list, the request alert and the counts -------------------------------------------
 
@@ -83,12 +112,17 @@ export function startMessenger({ socket, me, idleMs }) {
       saveFolded(store.get());
     },
     onMenu: buddyMenu,
+    onOpen: openChat,
   });
+  conversations.on("counts", () => view.setUnread(conversations.counts()));
   const alert = byId("request-alert", HTMLElement);
   const alertText = byId("request-alert-text", HTMLElement);
   const requestCount = byId("requests-count", HTMLElement);
-  store.subscribe((state) => {
+  store.subscribe((state, previous) => {
     view.render(state);
+    if (state.buddies !== previous.buddies) {
+      pms.updateBuddies();
+    }
     const waiting = state.incoming;
     alert.hidden = waiting.length === 0;
     if (waiting.length === 1) {
@@ -106,11 +140,10 @@ export function startMessenger({ socket, me, idleMs }) {
 
   // --- sounds ----------------------------------------------------------------------------------
 
-  const sounds = new Sounds(windowEl);
   const muteButton = byId("tool-sound", HTMLButtonElement);
   const showMute = () => {
     muteButton.setAttribute("aria-pressed", String(sounds.muted));
-    muteButton.title = sounds.muted ? "Sounds are off" : "Buddy sign-in and sign-out sounds are on";
+    muteButton.title = sounds.muted ? "Sounds are off" : "Sounds are on (sign-ins, messages, BUZZ!)";
   };
   const toggleMute = () => {
     sounds.setMuted(!sounds.muted);
@@ -330,5 +363,5 @@ export function startMessenger({ socket, me, idleMs }) {
   byId("tool-add", HTMLButtonElement).addEventListener("click", () => dialogs.openAddBuddy());
   byId("tool-requests", HTMLButtonElement).addEventListener("click", () => dialogs.openRequests());
 
-  return { store, dialogs };
+  return { store, dialogs, conversations, pms };
 }

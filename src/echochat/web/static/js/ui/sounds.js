@@ -1,8 +1,8 @@
 // @ts-check
 /**
- * Buddy sign-in and sign-out sounds, made with WebAudio (no audio files): two short soft
- * notes going up for a sign-in, down for a sign-out. The mute switch is remembered in
- * localStorage.
+ * Messenger sounds, made with WebAudio (no audio files): two short soft notes going up for
+ * a buddy's sign-in, down for a sign-out, a quick "ding-ding" for an incoming message, and
+ * a low rattle for a BUZZ!. The mute switch (all of them) is remembered in localStorage.
  *
  * Browsers let a page make sound only after the user has interacted with it, so the audio
  * context is created on the first click or key press; before that sounds are skipped.
@@ -12,13 +12,15 @@
 
 const MUTED_KEY = "echochat.sounds.muted";
 
-/** @typedef {"signin" | "signout"} SoundKind */
+/** @typedef {"signin" | "signout" | "message" | "buzz"} SoundKind */
 
-/** Notes (Hz) of each sound. */
+/** Notes (Hz) of each sound but the buzz. */
 const TUNES = {
   signin: [659.25, 987.77],
   signout: [783.99, 523.25],
+  message: [1046.5, 1318.51],
 };
+const BUZZ_S = 0.45;
 const NOTE_S = 0.11;
 const VOLUME = 0.12;
 
@@ -61,7 +63,7 @@ export class Sounds {
 
   /**
    * @param {SoundKind} kind
-   * @param {string} username who signed in or out
+   * @param {string} username who signed in or out, wrote or buzzed
    */
   play(kind, username) {
     if (this.muted) {
@@ -79,6 +81,10 @@ export class Sounds {
       context.resume().catch(() => {});
     }
     const start = context.currentTime + 0.01;
+    if (kind === "buzz") {
+      buzz(context, start);
+      return;
+    }
     TUNES[kind].forEach((frequency, index) => {
       blip(context, frequency, start + index * NOTE_S * 0.9);
     });
@@ -109,6 +115,33 @@ function blip(context, frequency, at) {
     osc.connect(level).connect(gain);
     osc.start(at);
     osc.stop(at + NOTE_S * 1.7);
+  }
+}
+
+/**
+ * A BUZZ!: a low square wave, shaken by a fast tremolo.
+ * @param {AudioContext} context
+ * @param {number} at
+ */
+function buzz(context, at) {
+  const gain = context.createGain();
+  gain.gain.setValueAtTime(0.0001, at);
+  gain.gain.exponentialRampToValueAtTime(VOLUME * 0.7, at + 0.02);
+  gain.gain.setValueAtTime(VOLUME * 0.7, at + BUZZ_S - 0.08);
+  gain.gain.exponentialRampToValueAtTime(0.0001, at + BUZZ_S);
+  gain.connect(context.destination);
+  const osc = context.createOscillator();
+  osc.type = "square";
+  osc.frequency.setValueAtTime(110, at);
+  const tremolo = context.createOscillator();
+  tremolo.frequency.setValueAtTime(28, at);
+  const depth = context.createGain();
+  depth.gain.value = 40;
+  tremolo.connect(depth).connect(osc.frequency);
+  osc.connect(gain);
+  for (const node of [osc, tremolo]) {
+    node.start(at);
+    node.stop(at + BUZZ_S + 0.02);
   }
 }
 

@@ -1,0 +1,515 @@
+"""Private messages in a real browser against a live server: PM windows both ways with
+receipts, typing, BUZZ! and emoticons; an offline message counted in the buddy list and
+fetched when the window opens; the dock (minimize, restore, unread badge); windows
+remembered across a reload; classic XSS payloads shown inert; a server restart resumed
+with nothing missing or doubled. Also the pure parts (state/conversations.js ticks and
+order, ui/emoticons.js segments), run in Chromium.
+
+Two users in two browser contexts, each with E2EE keys set up by the page's own key
+session (state/keysession.js). Every page must stay free of console errors and CSP
+violations. Screenshots go to test-output/<test id>/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Dialog, Page, WebSocketRoute, expect
+
+from tests.conftest import LiveServer
+from tests.dmutil import person, post_message
+from tests.e2e.accounts import ALICE, BOB, Account
+from tests.e2e.buddylist import befriend, register
+from tests.e2e.conftest import PHONE, NewContext, Watch
+from tests.e2e.pm import Pm, open_pm_chat
+from tests.wsutil import PASSWORD
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+# Carol as an SDK user (tests/dmutil.py registers her with its password).
+CAROL_SDK = Account("carol", "Carol Singer", "", PASSWORD)
+
+
+async def buddies_with_keys(
+    new_context: NewContext, watch: Watch, server: LiveServer, **options: Any
+) -> tuple[Pm, Pm]:
+    await register(server, ALICE, BOB)
+    await befriend(server, ALICE, BOB)
+    alice = await open_pm_chat(new_context, watch, server, ALICE, **options)
+    bob = await open_pm_chat(new_context, watch, server, BOB, **options)
+    await alice.chat.expect_state("bob", "online")
+    await bob.chat.expect_state("alice", "online")
+    return alice, bob
+
+
+# --- the pure parts, on their own -----------------------------------------------------------------
+
+PURE_CHECKS = """
+async () => {
+  const c = await import("/static/js/state/conversations.js");
+  const e = await import("/static/js/ui/emoticons.js");
+  const entry = (id, sender, send = null) => ({ key: id ? `i:${id}` : "c:x", id, clientId: "x",
+    sender, time: 0, state: "open", text: "", problem: null, send, sendError: "",
+    message: null, envelope: null });
+  const marks = { peerDelivered: 7, peerRead: 5 };
+  const out = {};
+  out.ticks = [entry(4, "me"), entry(5, "me"), entry(6, "me"), entry(7, "me"), entry(8, "me"),
+    entry(null, "me", "sending"), entry(null, "me", "failed")].map((x) => c.tickOf(x, marks));
+  const conv = { byId: new Map([[9, entry(9, "bob")], [3, entry(3, "me")], [12, entry(12, "bob")]]),
+    pending: [entry(null, "me", "sending")] };
+  out.order = c.transcript(conv).map((x) => x.id);
+  out.peer = [c.peerOf("alice", { sender: "alice", recipient: "bob" }),
+              c.peerOf("alice", { sender: "bob", recipient: "alice" })];
+  const ids = new Set(Array.from({ length: 50 }, () => c.newClientId()));
+  out.clientIds = [ids.size, [...ids].every((id) => /^m-[0-9a-f]{24}$/.test(id))];
+  const seg = (text) => e.segments(text).map((s) => s.kind === "text" ? s.text
+    : s.kind === "emoji" ? `[${s.emoji}]` : `<${s.href}>`).join("|");
+  out.segments = [
+    "hi :) there", ":D", "x:)y", "a <3 b", ">:( :'( B) :* :| :P :O ;)",
+    "see https://example.org/a_(b)). ok", "(https://x.org/y)", "mailto:bob@example.org,",
+    "javascript:alert(1)", "https://ex.org/:)", "data:text/html,<b>x</b>", "HTTPS://EX.ORG",
+  ].map(seg);
+  out.hrefs = ["https://a.b/c", "http://a", "mailto:x@y.z", "javascript:alert(1)",
+               "data:text/html,x", "https://", "vbscript:x", "file:///etc/passwd"].map(e.safeHref);
+  return out;
+}
+"""
+
+
+async def test_conversation_state_and_message_text(shared_server: LiveServer, page: Page) -> None:
+    await page.goto(shared_server.url + "/login")
+    out: dict[str, Any] = await page.evaluate(PURE_CHECKS)
+
+    assert out["ticks"] == ["read", "read", "delivered", "delivered", "sent", "sending", "failed"]
+    assert out["order"] == [3, 9, 12, None]  # by server id, then what is still being sent
+    assert out["peer"] == ["bob", "bob"]
+    assert out["clientIds"] == [50, True]
+    assert out["segments"] == [
+        "hi |[🙂]| there",
+        "[😀]",
+        "x:)y",  # not inside a word
+        "a |[❤️]| b",
+        "[😠]| |[😢]| |[😎]| |[😘]| |[😐]| |[😛]| |[😮]| |[😉]",
+        "see |<https://example.org/a_(b)>|). ok",
+        "(|<https://x.org/y>|)",
+        "<mailto:bob@example.org>|,",
+        "javascript:alert(1)",  # never a link
+        "<https://ex.org/>|:)",  # not a smiley glued to a link
+        "data:text/html,<b>x</b>",
+        "<https://ex.org/>",
+    ]
+    assert out["hrefs"] == [
+        "https://a.b/c",
+        "http://a/",
+        "mailto:x@y.z",
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
+
+
+# --- two users talking ---------------------------------------------------------------------------
+
+
+async def test_messages_both_ways_with_receipts_typing_buzz_and_emoticons(
+    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+) -> None:
+    alice, bob = await buddies_with_keys(new_context, watch, live_server)
+
+    # Alice opens the window from her list (double-click) and writes; Enter sends.
+    window = await alice.open_from_list("bob")
+    await expect(window.locator(".pm__title")).to_have_text("Bob Builder (bob)")
+    await expect(window).to_have_class(re.compile(r"\bpm--active\b"))
+    await alice.send("bob", "Hi Bob :) are you there?")
+    await alice.expect_text("bob", 0, "Hi Bob 🙂 are you there?")
+
+    # Bob's window pops up without taking his keyboard: the message is delivered (his tab
+    # opened it) but not read until he is in that window.
+    await expect(bob.window("alice")).to_be_visible()
+    await bob.expect_text("alice", 0, "Hi Bob 🙂 are you there?")
+    smiley = bob.messages("alice").nth(0).locator(".emoticon")
+    await expect(smiley).to_have_text("🙂")
+    await expect(smiley).to_have_attribute("title", ":)")
+    await expect(alice.messages("bob").nth(0)).to_have_attribute("data-tick", "delivered")
+    await expect(bob.badge("alice")).to_have_text("1")
+    await expect(bob.dock_item("alice").locator(".dock__badge")).to_have_text("1")
+    await expect(bob.window("alice")).not_to_have_class(re.compile(r"\bpm--active\b"))
+    await expect(bob.chat.window).to_have_attribute("data-sound-last", "message")
+
+    # He clicks into it: read, and Alice sees it.
+    await bob.window("alice").locator(".pm__transcript").click()
+    await expect(alice.messages("bob").nth(0)).to_have_attribute("data-tick", "read")
+    await expect(bob.badge("alice")).to_be_hidden()
+    await expect(bob.dock_item("alice").locator(".dock__badge")).to_have_count(0)
+
+    # Typing: Alice sees it while Bob types, and no more once he clears the box.
+    await bob.input("alice").press_sequentially("Yes, ")
+    await expect(alice.window("bob").locator(".pm__typing")).to_have_text("Bob Builder is typing…")
+    await bob.input("alice").fill("")
+    await bob.input("alice").dispatch_event("input")
+    await expect(alice.window("bob").locator(".pm__typing")).to_have_text("")
+
+    # Shift+Enter is a new line, Enter sends; the line keeps both.
+    box = bob.input("alice")
+    await box.press_sequentially("Yes! <3")
+    await box.press("Shift+Enter")
+    await box.press_sequentially("Check https://example.org/docs.")
+    await box.press("Enter")
+    await alice.expect_text("bob", 1, "Yes! ❤️\nCheck https://example.org/docs.")
+    link = alice.messages("bob").nth(1).locator("a.pm-link")
+    await expect(link).to_have_attribute("href", "https://example.org/docs")
+    await expect(link).to_have_attribute("rel", "noopener noreferrer nofollow")
+    await expect(bob.messages("alice").nth(1)).to_have_attribute("data-tick", "read")
+
+    # The emoticon picker puts an emoji into the box.
+    await alice.window("bob").get_by_role("button", name="Emoticons").click()
+    picker = alice.page.get_by_role("dialog", name="Emoticons")
+    await expect(picker).to_be_visible()
+    await alice.page.screenshot(path=output_dir / "pm-emoticon-picker.png")
+    await picker.get_by_role("button", name="😎").click()
+    await expect(picker).to_have_count(0)
+    await expect(alice.input("bob")).to_have_value("😎")
+    await alice.input("bob").press("Enter")
+    await bob.expect_text("alice", 2, "😎")
+
+    # BUZZ!: Bob's window shakes and plays the buzz sound; the fourth in a row is refused,
+    # politely.
+    await alice.window("bob").get_by_role("button", name="BUZZ!").click()
+    await expect(bob.window("alice")).to_have_attribute("data-buzzes", "1")
+    await expect(bob.chat.window).to_have_attribute("data-sound-last", "buzz")
+    animation = await bob.window("alice").evaluate(
+        "(w) => w.classList.contains('pm--buzz') ? getComputedStyle(w).animationName : 'ended'"
+    )
+    assert animation in ("pm-shake", "ended")
+    await expect(bob.notes("alice").last).to_have_text("Alice Liddell: BUZZ!!!")
+    await expect(alice.notes("bob").last).to_have_text("You sent Bob Builder a BUZZ!!!")
+    for _ in range(3):
+        await alice.window("bob").get_by_role("button", name="BUZZ!").click()
+    await expect(alice.notes("bob").last).to_have_text(
+        "You buzzed Bob Builder a moment ago. Give them a few seconds before the next BUZZ!"
+    )
+    await expect(bob.window("alice")).to_have_attribute("data-buzzes", "3")
+
+    await alice.page.screenshot(path=output_dir / "pm-alice.png")
+    await bob.page.screenshot(path=output_dir / "pm-bob.png")
+    assert await alice.ticks("bob") == ["read", "", "read"]
+    await alice.chat.assert_clean()
+    await bob.chat.assert_clean()
+
+
+async def test_offline_message_is_counted_then_fetched_and_acknowledged(
+    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+) -> None:
+    await register(live_server, ALICE, BOB)
+    await befriend(live_server, ALICE, BOB)
+    # Bob sets up his keys once, then leaves.
+    bob = await open_pm_chat(new_context, watch, live_server, BOB)
+    await bob.chat.page.context.close()
+
+    alice = await open_pm_chat(new_context, watch, live_server, ALICE)
+    await alice.chat.expect_state("bob", "offline")
+    await alice.open_from_list("bob")
+    await alice.send("bob", "Call me when you are back :)")
+    await alice.send("bob", "It is about the party")
+    await expect(alice.messages("bob")).to_have_count(2)
+    await expect(alice.messages("bob").nth(1)).to_have_attribute("data-tick", "sent")
+    await alice.record_ticks("bob")
+
+    # Bob signs in again, in a new browser: his key session restores his keys from the
+    # backup (the message was sealed for his first browser's device, which the backup holds).
+    bob = await open_pm_chat(new_context, watch, live_server, BOB)
+    await expect(bob.badge("alice")).to_have_text("2")
+    await expect(bob.badge("alice")).to_have_attribute("title", re.compile("2 unread messages"))
+    await expect(bob.window("alice")).to_have_count(0)  # offline messages wait for him
+    await bob.page.screenshot(path=output_dir / "offline-badge.png")
+
+    await bob.chat.buddy("alice").focus()
+    await bob.page.keyboard.press("Enter")
+    await expect(bob.messages("alice")).to_have_count(2)
+    await bob.expect_text("alice", 0, "Call me when you are back 🙂")
+    await bob.expect_text("alice", 1, "It is about the party")
+    await expect(bob.badge("alice")).to_be_hidden()
+    await expect(alice.messages("bob").nth(1)).to_have_attribute("data-tick", "read")
+    recorded = await alice.recorded_ticks()
+    assert "delivered" in recorded, recorded
+    assert recorded.index("delivered") < recorded.index("read"), recorded
+    await bob.page.screenshot(path=output_dir / "offline-opened.png")
+    await alice.chat.assert_clean()
+    await bob.chat.assert_clean()
+
+
+async def test_dock_minimize_restore_and_windows_remembered_across_reload(
+    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+) -> None:
+    alice, bob = await buddies_with_keys(new_context, watch, live_server)
+    window = await alice.open_from_list("bob")
+
+    # Drag it by its title bar, and make it bigger by its corner.
+    box = await window.bounding_box()
+    assert box is not None
+    mouse = alice.page.mouse
+    await mouse.move(box["x"] + 60, box["y"] + 10)
+    await mouse.down()
+    await mouse.move(box["x"] + 60 + 200, box["y"] + 10 + 40, steps=5)
+    await mouse.up()
+    moved = await window.bounding_box()
+    assert moved is not None
+    assert abs(moved["x"] - box["x"] - 200) <= 1 and abs(moved["y"] - box["y"] - 40) <= 1
+    await mouse.move(moved["x"] + moved["width"] - 3, moved["y"] + moved["height"] - 3)
+    await mouse.down()
+    await mouse.move(moved["x"] + moved["width"] + 57, moved["y"] + moved["height"] + 37, steps=5)
+    await mouse.up()
+    bigger = await window.bounding_box()
+    assert bigger is not None
+    assert bigger["width"] - moved["width"] > 50 and bigger["height"] - moved["height"] > 30
+
+    # Minimized, it waits in the dock; a message while it is there shows as a badge.
+    await window.get_by_role("button", name="Minimize").click()
+    await expect(window).to_be_hidden()
+    await expect(alice.dock_item("bob")).to_have_class(re.compile(r"\bdock__item--min\b"))
+    bob_window = await bob.open_from_list("alice")
+    await expect(bob_window).to_be_visible()
+    await bob.send("alice", "Knock knock")
+    await expect(alice.dock_item("bob").locator(".dock__badge")).to_have_text("1")
+    await expect(alice.badge("bob")).to_have_text("1")
+    await expect(window).to_be_hidden()
+    await expect(bob.messages("alice").nth(0)).to_have_attribute("data-tick", "delivered")
+    await alice.page.screenshot(path=output_dir / "dock-badge.png")
+
+    # Restored from the dock: the message is there, and read.
+    await alice.dock_item("bob").click()
+    await expect(window).to_be_visible()
+    await alice.expect_text("bob", 0, "Knock knock")
+    await expect(alice.dock_item("bob").locator(".dock__badge")).to_have_count(0)
+    await expect(bob.messages("alice").nth(0)).to_have_attribute("data-tick", "read")
+    geometry = await window.bounding_box()
+    assert geometry is not None
+
+    # A reload brings the window back where it was, with the conversation.
+    await alice.page.reload()
+    await alice.chat.connected()
+    again = alice.window("bob")
+    await expect(again).to_be_visible()
+    await expect(again).to_have_attribute("data-locked", "false")
+    await alice.expect_text("bob", 0, "Knock knock")
+    after = await again.bounding_box()
+    assert after is not None
+    assert [round(after[k]) for k in ("x", "y", "width", "height")] == [
+        round(geometry[k]) for k in ("x", "y", "width", "height")
+    ]
+
+    # Closed, it is forgotten.
+    await again.get_by_role("button", name="Close").click()
+    await expect(again).to_have_count(0)
+    await expect(alice.dock_item("bob")).to_have_count(0)
+    await alice.page.reload()
+    await alice.chat.connected()
+    await expect(alice.page.locator("#dock-empty")).to_be_visible()
+    await expect(alice.window("bob")).to_have_count(0)
+    await alice.chat.assert_clean()
+    await bob.chat.assert_clean()
+
+
+XSS = [
+    "<script>window.__pwned = 1</script>",
+    '<img src=x onerror="window.__pwned = 2">',
+    "<svg onload=window.__pwned=3>",
+    "javascript:window.__pwned=4",
+    '<a href="javascript:window.__pwned=5">click me</a>',
+    "&lt;b&gt;not bold&lt;/b&gt; &amp; &#60;i&#62;",
+    "\u202egnp.exe\u202c and \u200f RTL",
+    '"><iframe src="javascript:alert(6)"></iframe>',
+    "<style>body{display:none}</style>",
+    "https://example.org/?q=<script>alert(7)</script>",
+]
+
+
+async def test_classic_xss_payloads_are_shown_inert(
+    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+) -> None:
+    alice, bob = await buddies_with_keys(new_context, watch, live_server)
+    dialogs: list[str] = []
+
+    async def refuse(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        await dialog.dismiss()
+
+    for pm in (alice, bob):
+        pm.page.on("dialog", refuse)
+    await alice.open_from_list("bob")
+    for payload in XSS:
+        await alice.send("bob", payload)
+    await expect(bob.messages("alice")).to_have_count(len(XSS))
+    await bob.window("alice").locator(".pm__transcript").click()
+
+    for pm, peer in ((alice, "bob"), (bob, "alice")):
+        texts = await pm.messages(peer).locator(".pm-line__text").all_text_contents()
+        assert texts == XSS
+        injected = (
+            await pm.window(peer)
+            .locator(
+                ".pm__lines script, .pm__lines img, .pm__lines svg, .pm__lines iframe, "
+                ".pm__lines style, .pm__lines b, .pm__lines i"
+            )
+            .count()
+        )
+        assert injected == 0
+        hrefs = (
+            await pm.window(peer)
+            .locator(".pm__lines a")
+            .evaluate_all("(links) => links.map((a) => a.getAttribute('href'))")
+        )
+        assert hrefs == ["https://example.org/?q="]  # a link ends before "<"
+        assert await pm.page.evaluate("window.__pwned ?? null") is None
+        await expect(pm.page.locator("body")).to_be_visible()
+    assert dialogs == []
+    await bob.page.screenshot(path=output_dir / "xss-inert.png")
+    await alice.chat.assert_clean()
+    await bob.chat.assert_clean()
+
+
+async def test_reconnect_resumes_with_the_cursor_nothing_missing_or_doubled(
+    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+) -> None:
+    """Bob's socket goes through a gate: closing it cuts him off while Alice writes, so his
+    reconnect must replay what he missed from his cursor; then the server itself restarts
+    with Alice's sends in flight, which go out again with the same client ids."""
+    gate = {"open": True}
+    hellos: list[dict[str, Any]] = []
+    routes: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+    alice, bob = await buddies_with_keys(new_context, watch, live_server)
+
+    async def through_gate(ws: WebSocketRoute) -> None:
+        if not gate["open"]:
+            await ws.close(code=1001, reason="gate closed")
+            return
+        server = ws.connect_to_server()
+        routes.append((ws, server))
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str) and json.loads(message).get("op") == "hello":
+                hellos.append(json.loads(message)["data"])
+            server.send(message)
+
+        ws.on_message(to_server)
+
+    await bob.page.route_web_socket(re.compile(r"/ws(\?.*)?$"), through_gate)
+    await bob.page.reload()
+    await bob.chat.connected()
+    await alice.open_from_list("bob")
+    await alice.send("bob", "before the cut")
+    await expect(bob.messages("alice")).to_have_count(1)
+
+    # Cut Bob off: the gate refuses his reconnects while Alice writes three messages.
+    gate["open"] = False
+    page_side, server_side = routes[-1]
+    await server_side.close(code=1000, reason="cut")
+    await page_side.close(code=1001, reason="cut")
+    await expect(bob.chat.window).not_to_have_attribute("data-connection", "online")
+    for n in range(1, 4):
+        await alice.send("bob", f"while you were away {n}")
+    await expect(alice.messages("bob")).to_have_count(4)
+    gate["open"] = True
+    await bob.page.evaluate("() => window.dispatchEvent(new Event('online'))")
+    await bob.chat.connected()
+    await expect(bob.messages("alice")).to_have_count(4)
+    assert any(isinstance(h.get("cursor"), int) and h["cursor"] > 0 for h in hellos[1:]), hellos
+
+    # The server restarts; Alice sends while it is down: the line waits, then goes.
+    live_server.stop()
+    await expect(alice.chat.window).not_to_have_attribute("data-connection", "online")
+    await alice.send("bob", "sent during the restart")
+    await expect(alice.messages("bob").nth(4)).to_have_attribute("data-tick", "sending")
+    live_server.start()
+    await alice.chat.connected(timeout=40_000)
+    await bob.chat.connected(timeout=40_000)
+    await expect(alice.messages("bob").nth(4)).not_to_have_attribute("data-tick", "sending")
+    await expect(bob.messages("alice")).to_have_count(5)
+
+    expected = [
+        "before the cut",
+        "while you were away 1",
+        "while you were away 2",
+        "while you were away 3",
+        "sent during the restart",
+    ]
+    for pm, peer in ((alice, "bob"), (bob, "alice")):
+        await expect(pm.messages(peer).locator(".pm-line__text")).to_have_text(expected)
+        ids = await pm.messages(peer).evaluate_all("(ls) => ls.map((l) => Number(l.dataset.id))")
+        assert ids == sorted(set(ids)) and len(ids) == 5
+    await bob.page.screenshot(path=output_dir / "after-restart.png")
+    await alice.chat.assert_clean(server_went_down=True)
+    await bob.chat.assert_clean(server_went_down=True)
+
+
+async def test_pm_window_on_a_phone(
+    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+) -> None:
+    alice, bob = await buddies_with_keys(new_context, watch, live_server, **PHONE)
+    await alice.chat.buddy("bob").dblclick()
+    window = alice.window("bob")
+    await expect(window).to_be_visible()
+    await alice.send("bob", "Hello from my phone :D")
+    await expect(bob.badge("alice")).to_have_text("1")  # his window waits in the dock
+    await expect(bob.dock_item("alice")).to_be_visible()
+    await bob.dock_item("alice").click()
+    await bob.expect_text("alice", 0, "Hello from my phone 😀")
+    box = await bob.window("alice").bounding_box()
+    assert box is not None and round(box["width"]) == 390
+    await bob.page.screenshot(path=output_dir / "phone-pm.png")
+    await alice.page.screenshot(path=output_dir / "phone-pm-alice.png")
+    await alice.chat.assert_clean()
+    await bob.chat.assert_clean()
+
+
+async def test_history_scrolls_up_page_by_page_keeping_the_view(
+    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+) -> None:
+    """Carol (an SDK client with her own keys) sent Bob 120 messages while he was away;
+    his window shows the newest page, and scrolling up brings the rest, in order, once."""
+    await register(live_server, BOB)
+    async with httpx.AsyncClient(base_url=live_server.url) as http:
+        carol = await person(http, live_server.url, "carol", display_name="Carol Singer")
+        try:
+            first = await open_pm_chat(new_context, watch, live_server, BOB)  # his keys
+            await first.chat.assert_clean()
+            await first.page.context.close()
+            await befriend(live_server, CAROL_SDK, BOB)
+            for n in range(1, 121):
+                envelope = await carol.seal("bob", f"message {n}")
+                sent = await post_message(http, carol, "bob", envelope)
+                assert sent.status_code == 201, sent.text
+        finally:
+            await carol.aclose()
+    bob = await open_pm_chat(new_context, watch, live_server, BOB)  # a new browser
+    await expect(bob.badge("carol")).to_have_text("120")
+
+    window = await bob.open_from_list("carol")
+    lines = bob.messages("carol")
+    await expect(lines).to_have_count(50)
+    await expect(lines.last.locator(".pm-line__text")).to_have_text("message 120")
+    await expect(bob.badge("carol")).to_be_hidden()
+    transcript = window.locator(".pm__transcript")
+    for count in (100, 120):
+        top_id = await lines.first.get_attribute("data-id")
+        await transcript.evaluate("(t) => { t.scrollTop = 0; }")
+        await expect(lines).to_have_count(count)
+        # The line that was at the top is still at the top of the view: the new ones are
+        # above it, out of view until scrolled to.
+        kept = await window.locator(f'.pm-line[data-id="{top_id}"]').bounding_box()
+        view = await transcript.bounding_box()
+        assert kept is not None and view is not None
+        assert view["y"] <= kept["y"] <= view["y"] + 60, (view, kept)
+        assert await transcript.evaluate("(t) => t.scrollTop") > 200
+    await expect(window).to_have_attribute("data-has-more", "false")
+    texts = await lines.locator(".pm-line__text").all_text_contents()
+    assert texts == [f"message {n}" for n in range(1, 121)]
+    await bob.page.screenshot(path=output_dir / "history.png")
+    await bob.chat.assert_clean()
