@@ -77,6 +77,17 @@ class Person:
         text: str = opened.payload["text"]
         return text
 
+    async def reconnect(
+        self, base_url: str, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        """Sign in again on (another process or a restarted) server at ``base_url``: a new
+        session, fresh tokens for ``user``, the same keys."""
+        await self.sdk.aclose()
+        self.sdk = EchoChatClient(base_url, transport=transport)
+        await self.sdk.login(self.name, PASSWORD)
+        assert self.sdk.access_token and self.sdk.refresh_token
+        self.user.token, self.user.refresh_token = self.sdk.access_token, self.sdk.refresh_token
+
     async def aclose(self) -> None:
         await self.sdk.aclose()
 
