@@ -313,6 +313,20 @@ class Socket:
         finally:
             self._waiting.pop(ref, None)
 
+    def expect(self, ref: str) -> asyncio.Future[dict[str, Any]]:
+        """A future for the reply to a frame with ``ref`` that the caller sends itself
+        (:meth:`send_text`); it resolves with the ``ok`` data or fails on ``err``."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[ref] = future
+        future.add_done_callback(lambda _: self._waiting.pop(ref, None))
+        return future
+
+    async def send_text(self, text: str) -> None:
+        """Send one ready-made frame (serialised ahead of time, so the sending costs no JSON
+        work in the measured loop)."""
+        assert self.ws is not None
+        await self.ws.send(text)
+
     async def _run(self) -> None:
         assert self.ws is not None
         ws = self.ws
@@ -352,3 +366,152 @@ class Socket:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.task
+
+
+# --- servers the bench starts itself -------------------------------------------------------
+
+# Limits a load test must lift: it registers hundreds of accounts from one IP and sends more
+# frames per socket than a person would. Everything else is the shipped default.
+BENCH_ENV = {
+    "ECHOCHAT_RATE_LIMIT_REGISTER_IP": "1000000/hour",
+    "ECHOCHAT_RATE_LIMIT_LOGIN_IP": "1000000/hour",
+    "ECHOCHAT_RATE_LIMIT_DM_ACCOUNT": "1000000/10seconds",
+    "ECHOCHAT_WS_FRAMES_PER_SECOND": "1000",
+    "ECHOCHAT_WS_BURST": "10000",
+    "ECHOCHAT_LOG_LEVEL": "warning",
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Spawned:
+    """``echochat serve`` processes started by the bench (one URL and pid each)."""
+
+    urls: list[str]
+    pids: list[int]
+    description: str
+    cleanup: list[Callable[[], Awaitable[None]]]
+    procs: list[asyncio.subprocess.Process]
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        for step in self.cleanup:
+            await step()
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:]
+
+
+async def _wait_healthy(url: str, proc: asyncio.subprocess.Process, log: Path) -> None:
+    async with httpx.AsyncClient(timeout=1) as http:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise RuntimeError(f"the server exited early: {_tail(log)}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(url + "/healthz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"the server did not become healthy: {_tail(log)}")
+
+
+async def spawn_servers(
+    kind: str, processes: int, workdir: Path, *, pg_url: str, redis_url: str
+) -> Spawned:
+    """Start ``processes`` ``echochat serve`` processes on free ports: ``sqlite`` (the
+    embedded default: one process, SQLite in ``workdir``, in-process bus) or ``cluster``
+    (a fresh PostgreSQL database on ``pg_url``, Redis with a fresh key prefix, all
+    processes sharing the data dir for the secret key; ``echochat db upgrade`` first). Each
+    process is healthy before the next starts."""
+    data = workdir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    cleanup: list[Callable[[], Awaitable[None]]] = []
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECHOCHAT_")}
+    env |= BENCH_ENV | {"ECHOCHAT_DATA_DIR": str(data)}
+    if kind == "cluster":
+        import asyncpg
+
+        name = f"echochat_bench_{secrets.token_hex(4)}"
+        admin = await asyncpg.connect(pg_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(pg_url)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+        cleanup.append(drop)
+        base = pg_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+        env["ECHOCHAT_DATABASE_URL"] = f"{base}/{name}"
+        env["ECHOCHAT_REDIS_URL"] = redis_url
+        env["ECHOCHAT_REDIS_PREFIX"] = f"echochat-bench:{secrets.token_hex(4)}:"
+        description = f"{processes} x echochat serve, PostgreSQL ({name}) + Redis"
+        upgrade = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "echochat",
+            "db",
+            "upgrade",
+            env=env,
+            cwd=workdir,
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        if await upgrade.wait() != 0:
+            raise RuntimeError("echochat db upgrade failed on the bench database")
+    elif kind == "sqlite":
+        if processes != 1:
+            raise SystemExit("the embedded default (SQLite, in-process bus) is one process")
+        description = "echochat serve, SQLite + in-process bus (embedded default)"
+    else:
+        raise SystemExit(f"unknown server kind {kind!r}")
+    ports = [free_port() for _ in range(processes)]
+    public = f"http://127.0.0.1:{ports[0]}"  # one issuer for every process's tokens
+    urls: list[str] = []
+    pids: list[int] = []
+    procs: list[asyncio.subprocess.Process] = []
+    for index, port in enumerate(ports):
+        log = workdir / f"server{index}.log"
+        proc_env = env | {"ECHOCHAT_PORT": str(port), "ECHOCHAT_PUBLIC_URL": public}
+        with log.open("ab") as out:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "echochat",
+                "serve",
+                env=proc_env,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=workdir,
+            )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            await _wait_healthy(url, proc, log)
+        except BaseException:
+            await Spawned(urls, pids, description, cleanup, procs).stop()
+            raise
+        urls.append(url)
+        pids.append(proc.pid)
+        say(f"  server {index}: {url} (pid {proc.pid}, log {log})")
+    return Spawned(urls, pids, description, cleanup, procs)

@@ -13,10 +13,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import idle, presence
+from bench import dm, idle, presence
 from bench.common import Users, install_uvloop, raise_open_files_limit, say
 
-WORKLOADS = {idle.NAME: idle, presence.NAME: presence}
+WORKLOADS = {idle.NAME: idle, presence.NAME: presence, dm.NAME: dm}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -26,7 +26,10 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="workload", required=True)
     for name, module in WORKLOADS.items():
         p = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
-        p.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8000")
+        spawns = getattr(module, "SPAWNS", False)  # may start its own server instead
+        p.add_argument(
+            "--url", required=not spawns, help="server base URL, e.g. http://127.0.0.1:8000"
+        )
         p.add_argument(
             "--users-file",
             type=Path,
@@ -58,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         f"bench {args.workload}: {args.url}; open files {soft}/{hard}; {loop_name}; "
         f"Python {platform.python_version()}; {os.cpu_count()} CPUs"
     )
-    users = Users(args.url, args.users_file)
+    # A workload that may start its own server makes its own Users once it knows the URL.
+    users = None if getattr(module, "SPAWNS", False) else Users(args.url, args.users_file)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     report = asyncio.run(module.run(args, users))
     print(f"{report}\n\n(started {started})", flush=True)
