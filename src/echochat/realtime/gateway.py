@@ -278,60 +278,71 @@ async def _read_loop(ctx: Context, conn: Connection, websocket: WebSocket) -> No
     bucket = TokenBucket(settings.ws_frames_per_second, settings.ws_burst)
     # Mistakes are forgiven slowly: a burst of MAX_STRIKES bad frames, then one per 5 s.
     patience = TokenBucket(0.2, MAX_STRIKES)
-    idle_limit = settings.ws_heartbeat * 3
+    # No timer per socket: the hub closes sockets silent for three heartbeats (Hub._sweep).
     while not conn.closing:
+        # One frame per call, so that what it parsed is freed before the next wait instead of
+        # living as long as the socket idles (docs/performance.md, "idle").
+        if not await _next_frame(ctx, conn, websocket, bucket, patience):
+            return
+
+
+async def _next_frame(
+    ctx: Context,
+    conn: Connection,
+    websocket: WebSocket,
+    bucket: TokenBucket,
+    patience: TokenBucket,
+) -> bool:
+    """Wait for one frame and answer it; False when the socket is done."""
+    settings = ctx.settings
+    message = await websocket.receive()
+    conn.last_seen = time.monotonic()
+    if message["type"] == "websocket.disconnect":
+        return False
+    text = message.get("text")
+    ref: str | None = None
+    try:
+        if text is None:
+            raise InvalidInput("send JSON text frames", code="bad_frame")
+        if _too_large(text, settings.max_frame_bytes):
+            raise InvalidInput(
+                f"frame larger than {settings.max_frame_bytes} bytes", code="frame_too_large"
+            )
         try:
-            async with asyncio.timeout(idle_limit):
-                message = await websocket.receive()
-        except TimeoutError:
-            log.info("closing silent socket user=%s", conn.principal.username)
-            conn.close(CLOSE_IDLE)
-            return
-        if message["type"] == "websocket.disconnect":
-            return
-        text = message.get("text")
-        ref: str | None = None
-        try:
-            if text is None:
-                raise InvalidInput("send JSON text frames", code="bad_frame")
-            if _too_large(text, settings.max_frame_bytes):
-                raise InvalidInput(
-                    f"frame larger than {settings.max_frame_bytes} bytes", code="frame_too_large"
-                )
-            try:
-                raw = orjson.loads(text)
-            except orjson.JSONDecodeError as exc:
-                raise InvalidInput("frame is not valid JSON", code="bad_json") from exc
-            if isinstance(raw, dict) and isinstance(raw.get("ref"), str):
-                ref = raw["ref"][:64]
-            if not bucket.take():  # after parsing, so the refusal carries the frame's ref
-                raise RateLimited("slow down: too many frames", retry_after=1)
-            frame = ClientFrame.model_validate(raw)
-            entry = OPS.get(frame.op)
-            if entry is None:
-                raise InvalidInput(f"unknown op {frame.op!r}", code="unknown_op")
-            schema, handler = entry
-            data = schema.model_validate(frame.data)
-            result = await handler(ctx, conn, data)
-        except ValidationError as exc:
-            abusive = not patience.take()
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "frame"
-            conn.send(_error(ref, "invalid_input", f"{where}: {first.get('msg', 'invalid')}"))
-        except DomainError as exc:
-            abusive = exc.status in (400, 413, 422, 429) and not patience.take()
-            conn.send(_error(ref, exc.code, exc.message))
-        except WebSocketDisconnect:
-            return
-        except Exception:
-            log.exception("op failed user=%s", conn.principal.username)
-            conn.send(_error(ref, "internal", "unexpected server error"))
-            continue
-        else:
-            conn.send(_reply(ref, result))
-            continue
-        if abusive:
-            log.warning("closing abusive socket user=%s", conn.principal.username)
-            conn.send(_error(None, "too_many_errors", "too many bad or excess frames"))
-            conn.close(CLOSE_POLICY)
-            return
+            raw = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput("frame is not valid JSON", code="bad_json") from exc
+        if isinstance(raw, dict) and isinstance(raw.get("ref"), str):
+            ref = raw["ref"][:64]
+        if not bucket.take():  # after parsing, so the refusal carries the frame's ref
+            raise RateLimited("slow down: too many frames", retry_after=1)
+        frame = ClientFrame.model_validate(raw)
+        entry = OPS.get(frame.op)
+        if entry is None:
+            raise InvalidInput(f"unknown op {frame.op!r}", code="unknown_op")
+        schema, handler = entry
+        data = schema.model_validate(frame.data)
+        result = await handler(ctx, conn, data)
+    except ValidationError as exc:
+        abusive = not patience.take()
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "frame"
+        conn.send(_error(ref, "invalid_input", f"{where}: {first.get('msg', 'invalid')}"))
+    except DomainError as exc:
+        abusive = exc.status in (400, 413, 422, 429) and not patience.take()
+        conn.send(_error(ref, exc.code, exc.message))
+    except WebSocketDisconnect:
+        return False
+    except Exception:
+        log.exception("op failed user=%s", conn.principal.username)
+        conn.send(_error(ref, "internal", "unexpected server error"))
+        return True
+    else:
+        conn.send(_reply(ref, result))
+        return True
+    if abusive:
+        log.warning("closing abusive socket user=%s", conn.principal.username)
+        conn.send(_error(None, "too_many_errors", "too many bad or excess frames"))
+        conn.close(CLOSE_POLICY)
+        return False
+    return True

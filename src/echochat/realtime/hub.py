@@ -5,6 +5,7 @@ here; each message is routed to their sockets. Every socket has a bounded outgoi
 client too slow to keep up is closed (code 1013) and resumes, so one slow reader never grows
 memory or delays anyone else (see docs/protocol.md, "Backpressure").
 
+Sockets whose client stopped pinging are closed by one sweep, :meth:`Hub._sweeper`.
 Background duties, in :meth:`Hub._keeper`: the process heartbeat that keeps its users'
 presence alive, sweeping the devices of processes that died, and re-checking every local
 session against the database (revocation also arrives as a bus "kick"; this is the safety
@@ -18,8 +19,8 @@ import contextlib
 import itertools
 import logging
 import secrets
-from collections import defaultdict
-from dataclasses import dataclass, field
+import time
+from collections import defaultdict, deque
 from typing import Any
 
 import orjson
@@ -39,36 +40,76 @@ CLOSE_KICKED = 1008  # policy: session revoked or banned (a `kicked` event came 
 CLOSE_GOING_AWAY = 1001
 
 
-@dataclass(eq=False)
 class Connection:
-    """One authenticated socket. Frames wait in ``queue`` for the writer task; more than
-    ``limit`` waiting frames means the client cannot keep up, and it is dropped."""
+    """One authenticated socket.
 
-    id: str
-    principal: Principal
-    websocket: WebSocket
-    limit: int
-    queue: asyncio.Queue[str | int] = field(default_factory=asyncio.Queue)
-    closing: bool = False
-    dropped: bool = False
-    writer: asyncio.Task[None] | None = field(default=None, repr=False)
-    reader: asyncio.Task[Any] | None = field(default=None, repr=False)
+    An idle socket costs no task and no queue (memory per socket is the bar of
+    docs/performance.md): a frame goes into a backlog deque, made on demand, and a writer task
+    exists only while that backlog is being written, one frame in flight at a time. More than
+    ``limit`` frames waiting means the client cannot keep up, and it is dropped."""
+
+    __slots__ = (
+        "_backlog",
+        "_close_code",
+        "_writer",
+        "closing",
+        "dropped",
+        "id",
+        "last_seen",
+        "limit",
+        "principal",
+        "reader",
+        "websocket",
+    )
+
+    def __init__(self, id: str, principal: Principal, websocket: WebSocket, limit: int) -> None:
+        self.id = id
+        self.principal = principal
+        self.websocket = websocket
+        self.limit = limit
+        self.closing = False
+        self.dropped = False
+        self.reader: asyncio.Task[Any] | None = None
+        # monotonic time of the last frame the client sent (the hub closes silent sockets)
+        self.last_seen = time.monotonic()
+        self._backlog: deque[str] | None = None
+        self._close_code: int | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"Connection(id={self.id!r}, user={self.principal.username!r})"
+
+    @property
+    def writer(self) -> asyncio.Task[None] | None:
+        """The task writing the backlog, while there is one."""
+        return self._writer
+
+    @property
+    def pending(self) -> int:
+        """Frames waiting to be written (the one in flight excluded)."""
+        return len(self._backlog) if self._backlog is not None else 0
 
     def send(self, frame: str) -> None:
         """Queue a frame without waiting; past ``limit`` the socket is dropped (1013)."""
         if self.closing:
             return
-        if self.queue.qsize() >= self.limit:
+        backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = deque()
+        elif len(backlog) >= self.limit:
             log.info("dropping slow socket user=%s", self.principal.username)
             self.drop()
             return
-        self.queue.put_nowait(frame)
+        backlog.append(frame)
+        self._start_writer()
 
     def send_final(self, frame: str, code: int) -> None:
         """One last frame (e.g. ``kicked``), then close; there is always room for it."""
         if self.closing:
             return
-        self.queue.put_nowait(frame)
+        if self._backlog is None:
+            self._backlog = deque()
+        self._backlog.append(frame)
         self.close(code)
 
     def close(self, code: int) -> None:
@@ -76,10 +117,11 @@ class Connection:
         if self.closing:
             return
         self.closing = True
-        self.queue.put_nowait(code)
+        self._close_code = code
+        self._start_writer()
 
     def drop(self) -> None:
-        """Give up on a client that does not read: forget its queue and stop both loops at
+        """Give up on a client that does not read: forget its backlog and stop both loops at
         once. Its writer may be stuck on a full TCP buffer, where a polite close frame would
         never leave; the transport is closed instead and the client resumes (1013 when it
         can still be told)."""
@@ -87,26 +129,51 @@ class Connection:
             return
         self.closing = True
         self.dropped = True
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        if self.writer is not None:
-            self.writer.cancel()
+        self._backlog = None
+        self._close_code = None
+        if self._writer is not None:
+            self._writer.cancel()
+            self._writer = None
         if self.reader is not None and self.reader is not asyncio.current_task():
             self.reader.cancel()
 
-    async def run_writer(self) -> None:
+    async def flushed(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until the backlog and a pending close are
+        written."""
+        writer = self._writer
+        if writer is not None and writer is not asyncio.current_task():
+            await asyncio.wait((writer,), timeout=timeout)  # neither raises nor cancels it
+
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        """Write the backlog in order, then the close if one was asked for; the task ends as
+        soon as nothing is left (an idle socket has no writer)."""
+        websocket = self.websocket
         try:
             while True:
-                item = await self.queue.get()
-                if isinstance(item, int):
-                    with contextlib.suppress(Exception):
-                        await self.websocket.close(code=item)
+                backlog = self._backlog
+                if backlog:
+                    await websocket.send_text(backlog.popleft())
+                    continue
+                self._backlog = None
+                code = self._close_code
+                if code is None:
                     return
-                await self.websocket.send_text(item)
-        except asyncio.CancelledError:
+                self._close_code = None
+                with contextlib.suppress(Exception):
+                    await websocket.close(code=code)
+                return
+        except asyncio.CancelledError:  # dropped
             return
         except Exception:  # the peer went away; the reader notices and cleans up
+            self._backlog = None
             return
+        finally:
+            if self._writer is asyncio.current_task():
+                self._writer = None
 
 
 class Hub:
@@ -135,6 +202,7 @@ class Hub:
         self._tasks = [
             asyncio.create_task(self._reader(), name="hub-reader"),
             asyncio.create_task(self._keeper(), name="hub-keeper"),
+            asyncio.create_task(self._sweeper(), name="hub-sweeper"),
         ]
 
     async def stop(self) -> None:
@@ -159,7 +227,6 @@ class Hub:
             self._by_user[user_id].add(conn)
             if first and self._sub is not None:
                 await self._sub.add(notify.user_channel(user_id))
-        conn.writer = asyncio.create_task(conn.run_writer(), name=f"ws-writer-{conn.id}")
 
     async def remove(self, conn: Connection) -> None:
         user_id = conn.principal.user_id
@@ -173,9 +240,7 @@ class Hub:
                 if self._sub is not None:
                     await self._sub.remove(notify.user_channel(user_id))
         conn.close(CLOSE_GOING_AWAY)
-        if conn.writer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.writer, 2)
+        await conn.flushed(2)
 
     def route(self, channel: str, payload: bytes) -> None:
         if not channel.startswith("user:"):
@@ -209,6 +274,29 @@ class Hub:
                 self.route(channel, payload)
             except Exception:
                 log.exception("could not route a bus message on %s", channel)
+
+    def close_silent(self, before: float) -> int:
+        """Close every socket whose client sent nothing since ``before`` (monotonic time);
+        how many."""
+        closed = 0
+        for conns in self._by_user.values():
+            for conn in conns:
+                if conn.last_seen < before and not conn.closing:
+                    log.info("closing silent socket user=%s", conn.principal.username)
+                    conn.close(CLOSE_GOING_AWAY)
+                    closed += 1
+        return closed
+
+    async def _sweeper(self) -> None:
+        """Clients ping every heartbeat; a socket silent for three is closed (1001). One
+        sweep for all sockets rather than a timer per socket (docs/performance.md)."""
+        heartbeat = self.ctx.settings.ws_heartbeat
+        while True:
+            await asyncio.sleep(heartbeat / 4)
+            try:
+                self.close_silent(time.monotonic() - 3 * heartbeat)
+            except Exception:
+                log.exception("silent-socket sweep failed; retrying")
 
     async def _keeper(self) -> None:
         ttl = self.ctx.settings.presence_ttl
