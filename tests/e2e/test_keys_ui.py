@@ -256,13 +256,13 @@ async def test_second_browser_restores_with_the_recovery_key_and_reads_old_messa
         my_device_keys=bob_device,
         sender_keys=await e2ee.fetch_keys(bob, "alice"),
     )
-    assert got.payload == {"type": "text", "text": "hi"}
+    assert got.payload == {"type": "text", "text": "hi bob"}
     mine = await in_session(
         first.page,
         "return (await s.openDm(arg)).payload;",
         {"sender": "alice", "recipient": "bob", "envelope": sealed},
     )
-    assert mine == {"type": "text", "text": "hi"}
+    assert mine == {"type": "text", "text": "hi bob"}
     await first.assert_clean()
     await second.assert_clean()
 
@@ -440,9 +440,11 @@ async def test_no_backup_offers_only_a_fresh_start(
     await expect(fresh).to_be_visible()
     await expect(fresh).to_contain_text("no backup of them exists")
     await chat.page.screenshot(path=output_dir / "no-backup.png")
-    await fresh.get_by_role("button", name="Back").click()
+    await fresh.get_by_role("button", name="Not now").click()
     await expect(fresh).to_be_hidden()
     await expect(chat.page.locator("#keys-alert")).to_contain_text("cannot be restored here")
+    await chat.page.locator("#keys-alert").get_by_role("button", name="Options").click()
+    await expect(fresh).to_be_visible()
     await chat.assert_clean()
 
 
@@ -683,6 +685,7 @@ async def test_a_buddys_new_device_is_announced_and_a_changed_key_can_be_accepte
         fresh.identity_key,
     )
     assert " ".join(await dialog.locator(".safety__group").all_text_contents()) == str(number)
+    await expect(dialog.get_by_role("button", name="Accept as verified")).to_be_visible()
     await dialog.get_by_role("button", name="Accept the new keys").click()
     await expect(dialog.locator("#safety-changed")).to_be_hidden()
     await expect(dialog.locator("#safety-state")).to_have_text("Not verified yet")

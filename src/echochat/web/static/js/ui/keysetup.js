@@ -139,7 +139,13 @@ export class KeySetup {
     this.alert.hidden = unlocked || starting;
     const text = byId("keys-alert-text", HTMLElement);
     const button = byId("keys-alert-open", HTMLButtonElement);
-    button.textContent = phase === "setup" ? "Set up" : phase === "insecure" ? "Why?" : "Unlock";
+    button.textContent =
+      {
+        setup: "Set up",
+        insecure: "Why?",
+        no_backup: "Options",
+        unavailable: "Details",
+      }[phase] ?? "Unlock";
     text.textContent = {
       setup: "Set up encryption to send and read private messages.",
       restore: "Your messages are locked in this browser.",
@@ -415,6 +421,10 @@ export class KeySetup {
   /** @param {string} reason */
   openFresh(reason) {
     byId("keys-fresh-reason", HTMLElement).textContent = reason;
+    // Back to the unlock dialog when there is a backup to unlock; otherwise just close.
+    byId("keys-fresh-back", HTMLButtonElement).textContent = this.session.hasBackup
+      ? "Back"
+      : "Not now";
     openDialog(this.freshDialog, byId("keys-fresh-back", HTMLButtonElement));
   }
 }

@@ -128,7 +128,11 @@ async function fill(session, peer) {
       : "Not verified yet";
   const verify = byId("safety-verify", HTMLButtonElement);
   verify.hidden = false;
-  verify.textContent = info.verified ? "Unmark as verified" : "Mark as verified";
+  verify.textContent = info.identityChanged
+    ? "Accept as verified"
+    : info.verified
+      ? "Unmark as verified"
+      : "Mark as verified";
   byId("safety-accept", HTMLButtonElement).hidden = !info.identityChanged;
   byId("safety-devices", HTMLElement).replaceChildren(
     ...info.devices.map((device) =>
