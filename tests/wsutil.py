@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from echochat.app import create_app
 from echochat.config import ResolvedSettings, Settings
 from echochat.realtime.hub import Hub
+from echochat.realtime.wsserver import LeanWebSocketProtocol
 from echochat.services.context import Context
 
 API = "/api/v1"
@@ -224,6 +225,7 @@ async def serve(
         "timeout_graceful_shutdown": 3,
         # as `echochat serve` runs it (cli/serve.py), except ws_max_size: uvicorn's default
         # lets frames over max_frame_bytes reach the gateway's own check
+        "ws": LeanWebSocketProtocol,
         "ws_per_message_deflate": settings.ws_compression,
         "server_header": False,
         "proxy_headers": False,
