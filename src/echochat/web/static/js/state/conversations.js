@@ -23,7 +23,7 @@
  *
  * Emits: "change" ({peer}) when a transcript or its marks change, "counts" (no data) when
  * unread counts change, "incoming" ({peer, entry}) for a peer's new live message once
- * opened, "typing" ({peer, active}), "buzz" ({peer}), "notice" ({peer, text, tone}).
+ * opened (or found unreadable, or waiting for the keys), "typing" ({peer, active}), "buzz" ({peer}), "notice" ({peer, text, tone}).
  */
 
 import { api } from "../net/api.js";
@@ -320,8 +320,7 @@ export class Conversations extends Emitter {
       return;
     }
     if (!this.keys || !this.keys.unlocked) {
-      entry.state = "locked";
-      this.changed(conv.peer);
+      this.waitForKeys(conv, entry, live);
       return;
     }
     entry.state = "opening";
@@ -341,8 +340,7 @@ export class Conversations extends Emitter {
     } catch (error) {
       const e = /** @type {any} */ (error);
       if (e?.code === "locked") {
-        entry.state = "locked";
-        this.changed(conv.peer);
+        this.waitForKeys(conv, entry, live);
         return;
       }
       entry.state = "failed";
@@ -353,14 +351,34 @@ export class Conversations extends Emitter {
     }
     if (entry.sender !== this.me) {
       // Due before the window hears of it: a window in view acknowledges reading at once,
-      // and delivery goes first.
+      // and delivery goes first. (A message that fails to open has arrived all the same.)
       this.dueDelivered(conv.peer, /** @type {number} */ (entry.id));
     }
     this.changed(conv.peer);
-    if (entry.sender !== this.me) {
-      if (live && entry.state === "open" && Number(entry.id) > conv.myRead) {
-        this.emit("incoming", { peer: conv.peer, entry });
-      }
+    this.announce(conv, entry, live);
+  }
+
+  /**
+   * The keys are locked: the message waits, and is opened on unlock.
+   * @param {Conversation} conv
+   * @param {Entry} entry
+   * @param {boolean} live
+   */
+  waitForKeys(conv, entry, live) {
+    entry.state = "locked";
+    this.changed(conv.peer);
+    this.announce(conv, entry, live);
+  }
+
+  /**
+   * A peer's new live message (open, failed or waiting for the keys): "incoming".
+   * @param {Conversation} conv
+   * @param {Entry} entry
+   * @param {boolean} live
+   */
+  announce(conv, entry, live) {
+    if (live && entry.sender !== this.me && Number(entry.id) > conv.myRead) {
+      this.emit("incoming", { peer: conv.peer, entry });
     }
   }
 
@@ -657,11 +675,14 @@ export class Conversations extends Emitter {
       }
       this.applyMyRead(conv, conv.myRead);
     } catch (error) {
-      this.emit("notice", {
-        peer,
-        text: `The conversation could not be loaded: ${messageOf(error)}`,
-        tone: "error",
-      });
+      if (/** @type {any} */ (error)?.status !== 0) {
+        // (Unreachable server: the next "ready" loads it again, nothing to say.)
+        this.emit("notice", {
+          peer,
+          text: `The conversation could not be loaded: ${messageOf(error)}`,
+          tone: "error",
+        });
+      }
     } finally {
       conv.loading = false;
       this.changed(peer);

@@ -80,7 +80,16 @@ export class PmManager {
       this.windows.get(peer)?.setTyping(active, this.buddy(peer).name);
     });
     c.on("notice", ({ peer, text, tone }) => this.note(peer, text, tone));
-    c.on("incoming", ({ peer, entry }) => this.incoming(peer, entry.text));
+    c.on("incoming", ({ peer, entry }) =>
+      this.incoming(
+        peer,
+        entry.state === "open"
+          ? entry.text
+          : entry.state === "locked"
+            ? "A new encrypted message: unlock your keys to read it."
+            : "A message that could not be verified.",
+      ),
+    );
     c.on("buzz", ({ peer }) => this.buzzed(peer));
     this.keys?.on("state", () => this.showLocks());
     this.keys?.on("trust", (data) => this.trust(data));
