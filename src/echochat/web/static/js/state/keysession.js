@@ -30,38 +30,24 @@ import { b64d, b64e, equalBytes } from "../crypto/encoding.js";
 import * as keystore from "../crypto/keystore.js";
 import { api as defaultApi, ApiError } from "../net/api.js";
 import { Emitter } from "../net/emitter.js";
+import { openBackup, overwriteBackup, publishDevice, saveMerged } from "./keybackup.js";
+import { Directories, explainOpenError } from "./keytrust.js";
+
+export { deviceLabel } from "./keybackup.js";
+export { DIRECTORY_TTL_MS, explainOpenError, NEW_DEVICE_MS } from "./keytrust.js";
 
 const { E2EEError } = e2ee;
 
 /** @typedef {import("../crypto/e2ee.js").KeyDirectory} KeyDirectory */
 /** @typedef {import("../crypto/e2ee.js").Keyring} Keyring */
 /** @typedef {import("../crypto/e2ee.js").Envelope} Envelope */
-/** @typedef {(method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown) => Promise<any>} Api */
+/** @typedef {import("./keybackup.js").Api} Api */
 /**
  * @typedef {"starting" | "unlocked" | "setup" | "restore" | "no_backup" | "stale" | "insecure" | "unavailable"} Phase
  */
-/**
- * A user's verified directory as cached here, with the server's `created_at` per device.
- * @typedef {object} Cached
- * @property {KeyDirectory} directory
- * @property {Map<string, string>} createdAt
- * @property {number} at when fetched (ms)
- */
-/**
- * @typedef {object} TrustInfo
- * @property {boolean} verified the user compared safety numbers for the key in use
- * @property {boolean} identityChanged the server shows another identity key than the pinned one
- * @property {{device_id: string, label: string, created_at: string, isNew: boolean}[]} devices
- */
-
+/** @typedef {import("./keytrust.js").TrustInfo} TrustInfo */
 /** @typedef {{keyring: Keyring, deviceId: string, version: number}} Pending */
 
-/** A cached directory is fetched again after this long (keys.changed events refresh it sooner). */
-export const DIRECTORY_TTL_MS = 60_000;
-/** A buddy's device counts as new for this long after it was first seen. */
-export const NEW_DEVICE_MS = 7 * 24 * 3600 * 1000;
-/** Tries at a backup write that another browser keeps overtaking (409 backup_conflict). */
-const BACKUP_TRIES = 4;
 
 /** @type {KeySession | null} */
 let current = null;
@@ -71,76 +57,11 @@ export function currentSession() {
   return current;
 }
 
-/**
- * Human words for the refusals of `openEnvelope` (docs/e2ee.md 4.2), by code.
- * @param {string} code
- * @param {string} sender
- * @returns {string}
- */
-export function explainOpenError(code, sender) {
-  const words = /** @type {Record<string, string>} */ ({
-    malformed: "This message is damaged: it is not a well-formed encrypted message.",
-    unsupported_version:
-      "This message uses a newer encryption version than this page knows; reload the page.",
-    wrong_conversation: "This message was moved here from another conversation; it is not shown.",
-    wrong_sender: `This message does not come from ${sender}; it is not shown.`,
-    identity_changed:
-      `${sender}'s keys changed. Compare safety numbers, then accept the new keys to read ` +
-      "and send messages again.",
-    unknown_sender_device:
-      `This message comes from a device ${sender} no longer lists, so it cannot be verified.`,
-    bad_device_signature: `The device that sent this message is not vouched for by ${sender}'s keys.`,
-    bad_signature: `This message failed its signature check: it was changed on the way, or ${sender} did not send it.`,
-    not_a_recipient:
-      "This message was not encrypted for any of your keys (it was sent to a device whose " +
-      "keys are not in your key backup).",
-    wrap_failed: "This message's key could not be unlocked with your keys.",
-    decrypt_failed: "This message could not be decrypted: it was changed on the way.",
-    bad_payload: "This message decrypted to something that is not a message.",
-    no_keys: `${sender} has not set up encryption yet.`,
-    locked: "Your encryption keys are locked in this browser: unlock them to read messages.",
-  });
-  return words[code] ?? "This message could not be opened.";
-}
-
-/** A short label for this browser's device ("Chrome on Linux"), shown in buddies' lists. */
-export function deviceLabel() {
-  const ua = navigator.userAgent;
-  const browser = /Edg\//.test(ua)
-    ? "Edge"
-    : /Firefox\//.test(ua)
-      ? "Firefox"
-      : /Chrom(e|ium)\//.test(ua)
-        ? "Chrome"
-        : /Safari\//.test(ua)
-          ? "Safari"
-          : "Browser";
-  const os = /Android/.test(ua)
-    ? "Android"
-    : /iPhone|iPad/.test(ua)
-      ? "iOS"
-      : /Mac OS X/.test(ua)
-        ? "macOS"
-        : /Windows/.test(ua)
-          ? "Windows"
-          : /Linux/.test(ua)
-            ? "Linux"
-            : "";
-  return os ? `${browser} on ${os}` : browser;
-}
-
 export class KeySession extends Emitter {
   /** @type {Keyring | null} */
   #keyring = null;
   /** @type {string | null} */
   #deviceId = null;
-  /** @type {Map<string, Cached>} */
-  #cache = new Map();
-  /** @type {Map<string, Promise<Cached>>} */
-  #fetching = new Map();
-  /** Buddies whose directory shows another identity key than the pinned one (the new directory). */
-  /** @type {Map<string, Cached>} */
-  #changed = new Map();
   /** @type {{blob: string, version: number} | null} the backup as downloaded for a restore */
   #backup = null;
   /** @type {number | null} the version of the backup as last read or written */
@@ -170,6 +91,13 @@ export class KeySession extends Emitter {
     this.problem = "";
     /** @type {number | null} seconds to wait (a 429 on the backup download) */
     this.retryAfter = null;
+    this.directories = new Directories({
+      me,
+      api,
+      report: (event) => this.emit("trust", event),
+      ownIdentity: () => this.#keyring?.identityKey ?? null,
+      ownMismatch: () => this.#lockStale(),
+    });
     this.#ready = new Promise((resolve) => {
       this.#resolveReady = () => resolve(undefined);
     });
@@ -330,7 +258,7 @@ export class KeySession extends Emitter {
 
   #lockStale() {
     this.#keyring = null;
-    this.#cache.clear();
+    this.directories.invalidate();
     keystore.deleteKeys(this.#me).catch((error) => console.error(error));
     const why =
       "Your encryption keys were replaced in another browser (you started fresh there). " +
@@ -390,7 +318,7 @@ export class KeySession extends Emitter {
           throw new E2EEError("no_backup", "There is no key backup to restore.");
         }
       }
-      const keyring = await this.#open(this.#backup.blob, secret);
+      const keyring = await openBackup(this.#backup.blob, secret, this.#me);
       const own = await this.#api("GET", `/keys/users/${encodeURIComponent(this.#me)}`);
       if (own.identity_key && !equalBytes(b64d(String(own.identity_key)), keyring.identityKey)) {
         throw new E2EEError(
@@ -400,7 +328,7 @@ export class KeySession extends Emitter {
         );
       }
       const device = await keyring.addDevice();
-      const version = await this.#saveMerged(keyring, secret, this.#backup.version);
+      const version = await saveMerged(this.#api, this.#me, keyring, secret, this.#backup.version);
       this.#pending = { keyring, deviceId: device.deviceId, version };
     }
     await this.#finish(false);
@@ -415,69 +343,9 @@ export class KeySession extends Emitter {
     const keyring = await e2ee.Keyring.generate();
     const device = await keyring.addDevice();
     const blob = await e2ee.encryptBackup(keyring, secret, this.#me);
-    let expected = this.#backupVersion;
-    let version = null;
-    for (let tries = 0; version === null; tries += 1) {
-      try {
-        version = (await this.#api("PUT", "/keys/backup", { blob, expected_version: expected }))
-          .version;
-      } catch (error) {
-        // Replacing is the point here: overwrite whatever version is there now.
-        if (tries < BACKUP_TRIES && error instanceof ApiError && error.code === "backup_conflict") {
-          const latest = error.details.version;
-          expected = typeof latest === "number" ? latest : null;
-          continue;
-        }
-        throw error;
-      }
-    }
+    const version = await overwriteBackup(this.#api, blob, this.#backupVersion);
     this.#pending = { keyring, deviceId: device.deviceId, version };
     await this.#finish(true);
-  }
-
-  /**
-   * Open a backup blob; a wrong secret says so.
-   * @param {string} blob
-   * @param {string} secret
-   */
-  async #open(blob, secret) {
-    try {
-      return await e2ee.decryptBackup(blob, secret, this.#me);
-    } catch (error) {
-      if (error instanceof E2EEError && error.code === "decrypt_failed") {
-        throw new E2EEError(
-          "decrypt_failed",
-          "That is not the recovery key or passphrase of your key backup. Check it and try again.",
-        );
-      }
-      throw error;
-    }
-  }
-
-  /**
-   * Write the backup of `keyring` as a compare-and-set on `expected`; when another browser
-   * wrote first (409 backup_conflict), download theirs, merge it in and try again
-   * (docs/e2ee.md 8.4). The new version.
-   * @param {Keyring} keyring
-   * @param {string} secret
-   * @param {number | null} expected
-   * @returns {Promise<number>}
-   */
-  async #saveMerged(keyring, secret, expected) {
-    for (let tries = 0; ; tries += 1) {
-      const blob = await e2ee.encryptBackup(keyring, secret, this.#me);
-      try {
-        const saved = await this.#api("PUT", "/keys/backup", { blob, expected_version: expected });
-        return Number(saved.version);
-      } catch (error) {
-        if (tries >= BACKUP_TRIES || !(error instanceof ApiError) || error.code !== "backup_conflict") {
-          throw error;
-        }
-      }
-      const latest = await this.#api("GET", "/keys/backup");
-      keyring.merge(await this.#open(String(latest.blob), secret));
-      expected = Number(latest.version);
-    }
   }
 
   /**
@@ -494,7 +362,7 @@ export class KeySession extends Emitter {
     this.#backupVersion = pending.version;
     this.#keyring = pending.keyring;
     this.#deviceId = pending.deviceId;
-    this.#cache.delete(this.#me);
+    this.directories.invalidate(this.#me);
     this.#setPhase("unlocked");
   }
 
@@ -504,12 +372,7 @@ export class KeySession extends Emitter {
    * @param {boolean} reset
    */
   async #publish(keyring, deviceId, reset) {
-    const body = await keyring.publishedDevice(this.#me, deviceId);
-    await this.#api("PUT", `/keys/devices/${encodeURIComponent(deviceId)}`, {
-      ...body,
-      label: deviceLabel(),
-      reset_identity: reset,
-    });
+    await publishDevice(this.#api, this.#me, keyring, deviceId, reset);
   }
 
   /** A fresh recovery key to show once (the default secret of a backup). */
@@ -517,125 +380,14 @@ export class KeySession extends Emitter {
     return e2ee.newRecoveryKey();
   }
 
-  // --- directories, pins and devices ---------------------------------------------------------
+  // --- other users' keys (./keytrust.js) --------------------------------------------------------
 
   /**
    * Forget cached directories (one user's, or all): the next use fetches them again.
    * @param {string} [username]
    */
   invalidate(username) {
-    if (username === undefined) {
-      this.#cache.clear();
-    } else {
-      this.#cache.delete(username);
-    }
-  }
-
-  /**
-   * A user's verified directory (cached; fetched when stale or `fresh`). For buddies, the
-   * identity key is pinned on first use and compared after; devices are compared with those
-   * seen before ("trust" events).
-   * @param {string} username
-   * @param {boolean} [fresh]
-   * @returns {Promise<Cached>}
-   */
-  async #directory(username, fresh = false) {
-    const cached = this.#cache.get(username);
-    if (!fresh && cached && Date.now() - cached.at < DIRECTORY_TTL_MS) {
-      return cached;
-    }
-    let fetching = this.#fetching.get(username);
-    if (!fetching) {
-      fetching = this.#fetch(username).finally(() => this.#fetching.delete(username));
-      this.#fetching.set(username, fetching);
-    }
-    return fetching;
-  }
-
-  /**
-   * @param {string} username
-   * @returns {Promise<Cached>}
-   */
-  async #fetch(username) {
-    let data;
-    try {
-      data = await this.#api("GET", `/keys/users/${encodeURIComponent(username)}`);
-    } catch (error) {
-      if (error instanceof ApiError && error.code === "user_not_found") {
-        throw new E2EEError("no_keys", `${username} cannot receive encrypted messages from you.`);
-      }
-      throw error;
-    }
-    const directory = await e2ee.directoryFromServer(data, username, null);
-    /** @type {Map<string, string>} */
-    const createdAt = new Map();
-    for (const d of Array.isArray(data.devices) ? data.devices : []) {
-      if (d && typeof d.device_id === "string") {
-        createdAt.set(d.device_id, String(d.created_at ?? ""));
-      }
-    }
-    const cached = { directory, createdAt, at: Date.now() };
-    if (username === this.#me) {
-      const keyring = this.#keyring;
-      if (keyring && !equalBytes(directory.identityKey, keyring.identityKey)) {
-        this.#lockStale();
-        throw new E2EEError("locked", explainOpenError("locked", username));
-      }
-    } else {
-      await this.#compareWithPin(username, cached);
-    }
-    this.#cache.set(username, cached);
-    return cached;
-  }
-
-  /**
-   * Trust on first use, then compare: a changed identity key is held apart (and announced)
-   * until the user accepts it; added and removed devices are announced once.
-   * @param {string} peer
-   * @param {Cached} cached
-   */
-  async #compareWithPin(peer, cached) {
-    const { directory } = cached;
-    const check = await keystore.checkPin(this.#me, peer, directory.identityKey);
-    const ids = directory.devices.map((d) => d.deviceId);
-    if (check.status === "new") {
-      await keystore.setSeenDevices(this.#me, peer, Object.fromEntries(ids.map((id) => [id, 0])));
-      this.#changed.delete(peer);
-      return;
-    }
-    if (check.status === "changed") {
-      const before = this.#changed.get(peer);
-      this.#changed.set(peer, cached);
-      if (!before || !equalBytes(before.directory.identityKey, directory.identityKey)) {
-        this.emit("trust", { peer, kind: "identity_changed" });
-      }
-      return;
-    }
-    this.#changed.delete(peer);
-    const seen = { ...(check.pin.devices ?? {}) };
-    if (check.pin.devices === undefined) {
-      await keystore.setSeenDevices(this.#me, peer, Object.fromEntries(ids.map((id) => [id, 0])));
-      return;
-    }
-    const now = Date.now();
-    const added = ids.filter((id) => !(id in seen));
-    const removed = Object.keys(seen).filter((id) => !ids.includes(id));
-    if (!added.length && !removed.length) {
-      return;
-    }
-    for (const id of added) {
-      seen[id] = now;
-    }
-    for (const id of removed) {
-      delete seen[id];
-    }
-    await keystore.setSeenDevices(this.#me, peer, seen);
-    for (const id of added) {
-      this.emit("trust", { peer, kind: "device_added", device_id: id });
-    }
-    for (const id of removed) {
-      this.emit("trust", { peer, kind: "device_removed", device_id: id });
-    }
+    this.directories.invalidate(username);
   }
 
   /**
@@ -648,7 +400,7 @@ export class KeySession extends Emitter {
     if (!username) {
       return;
     }
-    this.#cache.delete(username);
+    this.directories.invalidate(username);
     if (!this.unlocked) {
       return;
     }
@@ -658,11 +410,8 @@ export class KeySession extends Emitter {
       }
       return;
     }
-    if ((await keystore.getPin(this.#me, username)) === null) {
-      return; // never talked: nothing to compare with, the first use pins
-    }
     try {
-      await this.#directory(username, true);
+      await this.directories.refresh(username);
     } catch (error) {
       console.error(error);
     }
@@ -692,20 +441,6 @@ export class KeySession extends Emitter {
   }
 
   /**
-   * A peer's directory for sealing or opening: refused while a changed identity key waits
-   * for the user's decision.
-   * @param {string} peer
-   * @param {boolean} [fresh]
-   */
-  async #peer(peer, fresh = false) {
-    const cached = await this.#directory(peer, fresh);
-    if (this.#changed.has(peer)) {
-      throw new E2EEError("identity_changed", explainOpenError("identity_changed", peer));
-    }
-    return cached.directory;
-  }
-
-  /**
    * The envelope of `payload` (e.g. `{type: "text", text}`) from this device to `peer`, for
    * every device of the peer and of the user (this one included), for `dm.send`.
    * @param {string} peer
@@ -716,20 +451,21 @@ export class KeySession extends Emitter {
   async sealDm(peer, payload, clientId) {
     const { keyring, deviceId } = this.#unlockedKeys();
     const device = keyring.device(deviceId);
-    const peerDir = await this.#peer(peer);
-    let own = (await this.#directory(this.#me)).directory;
+    const peerDir = await this.directories.forPeer(peer);
+    let own = (await this.directories.get(this.#me)).directory;
     if (!own.devices.some((d) => d.deviceId === deviceId)) {
-      own = (await this.#directory(this.#me, true)).directory; // maybe just published
+      own = (await this.directories.get(this.#me, true)).directory; // maybe just published
     }
     if (!own.devices.some((d) => d.deviceId === deviceId)) {
       await this.#publish(keyring, deviceId, false);
-      own = (await this.#directory(this.#me, true)).directory;
+      own = (await this.directories.get(this.#me, true)).directory;
     }
     const listed = own.devices.find((d) => d.deviceId === deviceId);
-    if (
+    const sameKeys =
       listed &&
-      !(equalBytes(listed.x25519, device.x25519Public) && equalBytes(listed.ed25519, device.ed25519Public))
-    ) {
+      equalBytes(listed.x25519, device.x25519Public) &&
+      equalBytes(listed.ed25519, device.ed25519Public);
+    if (listed && !sameKeys) {
       throw new E2EEError("device_conflict", "The server lists this browser with other keys.");
     }
     if (!peerDir.devices.length) {
@@ -794,10 +530,10 @@ export class KeySession extends Emitter {
     let senderKeys;
     let trustedIdentity;
     if (sender === this.#me) {
-      senderKeys = (await this.#directory(this.#me, fresh)).directory;
+      senderKeys = (await this.directories.get(this.#me, fresh)).directory;
       trustedIdentity = keyring.identityKey;
     } else {
-      senderKeys = await this.#peer(sender, fresh);
+      senderKeys = await this.directories.forPeer(sender, fresh);
       trustedIdentity = senderKeys.identityKey;
     }
     const envelope = /** @type {any} */ (message.envelope);
@@ -827,25 +563,7 @@ export class KeySession extends Emitter {
    */
   async trust(peer) {
     this.#unlockedKeys();
-    const cached = await this.#directory(peer, true);
-    const changed = this.#changed.get(peer);
-    const shown = changed ?? cached;
-    const pin = await keystore.getPin(this.#me, peer);
-    const seen = changed ? {} : (pin?.devices ?? {});
-    const now = Date.now();
-    return {
-      verified: Boolean(pin?.verified) && !changed,
-      identityChanged: Boolean(changed),
-      devices: shown.directory.devices.map((d) => {
-        const first = seen[d.deviceId] ?? 0;
-        return {
-          device_id: d.deviceId,
-          label: d.label,
-          created_at: shown.createdAt.get(d.deviceId) ?? "",
-          isNew: first > 0 && now - first < NEW_DEVICE_MS,
-        };
-      }),
-    };
+    return this.directories.trust(peer);
   }
 
   /**
@@ -856,8 +574,8 @@ export class KeySession extends Emitter {
    */
   async safetyNumber(peer) {
     const { keyring } = this.#unlockedKeys();
-    const cached = this.#changed.get(peer) ?? (await this.#directory(peer));
-    return e2ee.safetyNumber(this.#me, keyring.identityKey, peer, cached.directory.identityKey);
+    const theirs = await this.directories.currentIdentity(peer);
+    return e2ee.safetyNumber(this.#me, keyring.identityKey, peer, theirs);
   }
 
   /**
@@ -868,13 +586,8 @@ export class KeySession extends Emitter {
    */
   async setVerified(peer, verified) {
     this.#unlockedKeys();
-    if (this.#changed.has(peer)) {
-      await this.acceptIdentity(peer, verified);
-    } else {
-      if ((await keystore.getPin(this.#me, peer)) === null) {
-        await this.#directory(peer, true);
-      }
-      await keystore.setVerified(this.#me, peer, verified);
+    if (await this.directories.setVerified(peer, verified)) {
+      this.emit("trust", { peer, kind: "identity_accepted" });
     }
     this.emit("trust", { peer, kind: "verified", verified });
   }
@@ -887,19 +600,9 @@ export class KeySession extends Emitter {
    */
   async acceptIdentity(peer, verified = false) {
     this.#unlockedKeys();
-    const changed = this.#changed.get(peer);
-    if (!changed) {
-      return;
+    if (await this.directories.accept(peer, verified)) {
+      this.emit("trust", { peer, kind: "identity_accepted" });
     }
-    await keystore.pinIdentity(this.#me, peer, changed.directory.identityKey, { verified });
-    await keystore.setSeenDevices(
-      this.#me,
-      peer,
-      Object.fromEntries(changed.directory.devices.map((d) => [d.deviceId, 0])),
-    );
-    this.#changed.delete(peer);
-    this.#cache.set(peer, changed);
-    this.emit("trust", { peer, kind: "identity_accepted" });
   }
 
   /**

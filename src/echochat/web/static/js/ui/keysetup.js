@@ -117,7 +117,11 @@ export class KeySetup {
     const alert = el(
       "div",
       { className: "keys-alert", attrs: { id: "keys-alert", role: "status", hidden: true } },
-      [el("span", { className: "keys-alert__icon", attrs: { "aria-hidden": "true" } }), text, action],
+      [
+        el("span", { className: "keys-alert__icon", attrs: { "aria-hidden": "true" } }),
+        text,
+        action,
+      ],
     );
     const anchor = document.getElementById("request-alert");
     anchor?.parentElement?.insertBefore(alert, anchor);

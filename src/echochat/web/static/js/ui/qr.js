@@ -49,7 +49,8 @@ const MASKS = [
   (/** @type {number} */ i, /** @type {number} */ _j) => i % 2 === 0,
   (/** @type {number} */ _i, /** @type {number} */ j) => j % 3 === 0,
   (/** @type {number} */ i, /** @type {number} */ j) => (i + j) % 3 === 0,
-  (/** @type {number} */ i, /** @type {number} */ j) => (Math.floor(i / 2) + Math.floor(j / 3)) % 2 === 0,
+  (/** @type {number} */ i, /** @type {number} */ j) =>
+    (Math.floor(i / 2) + Math.floor(j / 3)) % 2 === 0,
   (/** @type {number} */ i, /** @type {number} */ j) => ((i * j) % 2) + ((i * j) % 3) === 0,
   (/** @type {number} */ i, /** @type {number} */ j) => (((i * j) % 2) + ((i * j) % 3)) % 2 === 0,
   (/** @type {number} */ i, /** @type {number} */ j) => (((i + j) % 2) + ((i * j) % 3)) % 2 === 0,

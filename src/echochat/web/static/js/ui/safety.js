@@ -140,7 +140,9 @@ async function fill(session, peer) {
         el("span", { className: "safety__device-name", text: device.label || "Device" }),
         el("span", {
           className: "safety__device-id",
-          text: `${device.device_id.slice(0, 8)}…${device.created_at ? ` · added ${day(device.created_at)}` : ""}`,
+          text:
+            `${device.device_id.slice(0, 8)}…` +
+            (device.created_at ? ` · added ${day(device.created_at)}` : ""),
         }),
         ...(device.isNew ? [el("span", { className: "safety__new", text: "new" })] : []),
       ]),
