@@ -416,11 +416,28 @@ async def test_reconnect_resumes_with_the_cursor_nothing_missing_or_doubled(
     for n in range(1, 4):
         await alice.send("bob", f"while you were away {n}")
     await expect(alice.messages("bob")).to_have_count(4)
+    # Carol (an SDK client) writes more than one replay page (100) meanwhile.
+    async with httpx.AsyncClient(base_url=live_server.url) as http:
+        carol = await person(http, live_server.url, "carol", display_name="Carol Singer")
+        try:
+            for n in range(1, 151):
+                sent = await post_message(http, carol, "bob", await carol.seal("bob", f"c{n}"))
+                assert sent.status_code == 201, sent.text
+        finally:
+            await carol.aclose()
+    cut = len(hellos)
     gate["open"] = True
     await bob.page.evaluate("() => window.dispatchEvent(new Event('online'))")
     await bob.chat.connected()
     await expect(bob.messages("alice")).to_have_count(4)
-    assert any(isinstance(h.get("cursor"), int) and h["cursor"] > 0 for h in hellos[1:]), hellos
+    await expect(bob.messages("carol")).to_have_count(150)
+    # Resumed from his cursor, page after page while the server said there was more.
+    cursors = [h.get("cursor") for h in hellos[cut:]]
+    assert len(cursors) >= 2 and all(isinstance(c, int) and c > 0 for c in cursors), cursors
+    assert cursors == sorted(cursors) and len(set(cursors)) == len(cursors), cursors
+    await expect(bob.messages("carol").locator(".pm-line__text")).to_have_text(
+        [f"c{n}" for n in range(1, 151)]
+    )
 
     # The server restarts; Alice sends while it is down: the line waits, then goes.
     live_server.stop()
@@ -585,5 +602,79 @@ async def test_locked_window_unlocks_and_an_unverifiable_message_says_why(
     )
     await expect(bob.window("carol")).not_to_contain_text("you will never see this text")
     await bob.page.screenshot(path=output_dir / "unverifiable.png")
+    await alice.chat.assert_clean()
+    await bob.chat.assert_clean()
+
+
+# The tab "goes to the background": what the browser reports when the user switches away
+# (Playwright's pages always report visible and focused), and a record of each desktop
+# notification the page makes, around the real Notification.
+_HIDE_TAB = """
+() => {
+  window.__hidden = true;
+  Object.defineProperty(Document.prototype, "visibilityState",
+    { configurable: true, get: () => (window.__hidden ? "hidden" : "visible") });
+  Object.defineProperty(Document.prototype, "hidden",
+    { configurable: true, get: () => window.__hidden });
+  Document.prototype.hasFocus = () => !window.__hidden;
+  window.__shown = [];
+  const Real = window.Notification;
+  class Recorded extends Real {
+    constructor(title, options = {}) {
+      super(title, options);
+      window.__shown.push({ title, body: options.body, tag: options.tag });
+    }
+  }
+  Object.defineProperty(Recorded, "permission", { get: () => Real.permission });
+  window.Notification = Recorded;
+  document.dispatchEvent(new Event("visibilitychange"));
+}
+"""
+
+
+async def test_a_message_to_a_hidden_tab_flashes_the_title_and_notifies(
+    live_server: LiveServer, new_context: NewContext, watch: Watch
+) -> None:
+    await register(live_server, ALICE, BOB)
+    await befriend(live_server, ALICE, BOB)
+    alice = await open_pm_chat(
+        new_context, watch, live_server, ALICE, permissions=["notifications"]
+    )
+    bob = await open_pm_chat(new_context, watch, live_server, BOB)
+    await alice.chat.expect_state("bob", "online")
+
+    # Permission is asked only from the dock's button; once decided, the button goes.
+    await expect(alice.page.get_by_role("button", name="Desktop alerts")).to_be_hidden()
+    ask = bob.page.get_by_role("button", name="Desktop alerts")
+    await expect(ask).to_be_visible()
+    await ask.click()
+    await expect(ask).to_be_hidden()
+
+    title = await alice.page.title()
+    await alice.page.evaluate(_HIDE_TAB)
+    await bob.open_from_list("alice")
+    await bob.send("alice", "Ping <b>from</b> Bob :)")
+    await expect(alice.page.locator("html")).to_have_attribute(
+        "data-title-flash", "Bob Builder says…"
+    )
+    await expect(alice.page).to_have_title("Bob Builder says…")
+    shown = await alice.page.evaluate("window.__shown")
+    assert shown == [
+        {
+            "title": "Bob Builder — EchoChat",
+            "body": "Ping <b>from</b> Bob :)",
+            "tag": "echochat-pm-bob",
+        }
+    ]
+    await expect(alice.badge("bob")).to_have_text("1")  # not read while away
+
+    # Back to the tab: the title is itself again.
+    await alice.page.evaluate(
+        "() => { window.__hidden = false; document.dispatchEvent(new Event('visibilitychange')); }"
+    )
+    await expect(alice.page.locator("html")).not_to_have_attribute(
+        "data-title-flash", re.compile("")
+    )
+    await expect(alice.page).to_have_title(title)
     await alice.chat.assert_clean()
     await bob.chat.assert_clean()

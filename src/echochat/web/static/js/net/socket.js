@@ -321,7 +321,22 @@ export class Socket extends Emitter {
       if (device) {
         data.device_id = device;
       }
-      const reply = await this.request("hello", data);
+      /** @type {any} */
+      let reply;
+      try {
+        reply = await this.request("hello", data);
+      } catch (error) {
+        const refused =
+          error instanceof SocketError &&
+          !["timeout", "disconnected", "not_connected"].includes(error.code);
+        if (refused && this.cursor !== null) {
+          // The server does not take this cursor: start afresh (the windows refetch
+          // their history and the counts on "ready").
+          this.cursor = null;
+          continue;
+        }
+        throw error;
+      }
       if (typeof reply.cursor === "number" && Number.isSafeInteger(reply.cursor)) {
         this.cursor = Math.max(this.cursor ?? 0, reply.cursor);
       }

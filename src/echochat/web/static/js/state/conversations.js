@@ -23,7 +23,8 @@
  *
  * Emits: "change" ({peer}) when a transcript or its marks change, "counts" (no data) when
  * unread counts change, "incoming" ({peer, entry}) for a peer's new live message once
- * opened (or found unreadable, or waiting for the keys), "typing" ({peer, active}), "buzz" ({peer}), "notice" ({peer, text, tone}).
+ * opened (or found unreadable, or waiting for the keys), "typing" ({peer, active}), "buzz"
+ * ({peer}), "notice" ({peer, text, tone}).
  */
 
 import { api } from "../net/api.js";
@@ -616,7 +617,8 @@ export class Conversations extends Emitter {
       const newest = whole(item.last_id ?? item.last_message_id);
       if (newest) {
         for (const entry of conv.byId.values()) {
-          if (entry.sender === peer && Number(entry.id) > newest && Number(entry.id) > conv.myRead) {
+          const id = Number(entry.id);
+          if (entry.sender === peer && id > newest && id > conv.myRead) {
             conv.unread += 1;
           }
         }
@@ -809,7 +811,10 @@ export class Conversations extends Emitter {
       return;
     }
     try {
-      const reply = await this.socket.request("dm.send", { to: conv.peer, envelope: entry.envelope });
+      const reply = await this.socket.request("dm.send", {
+        to: conv.peer,
+        envelope: entry.envelope,
+      });
       if (isMessage(reply?.message)) {
         this.onMessage(reply.message, false); // matches the pending entry by client id
       }

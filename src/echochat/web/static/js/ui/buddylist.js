@@ -41,13 +41,15 @@ export class BuddyListView {
     this.unread = {};
     root.addEventListener("dblclick", (event) => {
       const row = /** @type {Element} */ (event.target).closest(".buddy");
-      if (row instanceof HTMLElement && row.dataset.username && !(/** @type {Element} */ (event.target).closest("button"))) {
+      const onButton = /** @type {Element} */ (event.target).closest("button");
+      if (row instanceof HTMLElement && row.dataset.username && !onButton) {
         handlers.onOpen?.(row.dataset.username);
       }
     });
     root.addEventListener("keydown", (event) => {
       const row = /** @type {Element} */ (event.target);
-      if (event.key === "Enter" && row instanceof HTMLElement && row.classList.contains("buddy") && row.dataset.username) {
+      const isRow = row instanceof HTMLElement && row.classList.contains("buddy");
+      if (event.key === "Enter" && isRow && row.dataset.username) {
         event.preventDefault();
         handlers.onOpen?.(row.dataset.username);
       }

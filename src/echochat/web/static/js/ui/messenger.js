@@ -143,7 +143,9 @@ export function startMessenger({ socket, me, idleMs, keys = null }) {
   const muteButton = byId("tool-sound", HTMLButtonElement);
   const showMute = () => {
     muteButton.setAttribute("aria-pressed", String(sounds.muted));
-    muteButton.title = sounds.muted ? "Sounds are off" : "Sounds are on (sign-ins, messages, BUZZ!)";
+    muteButton.title = sounds.muted
+      ? "Sounds are off"
+      : "Sounds are on (sign-ins, messages, BUZZ!)";
   };
   const toggleMute = () => {
     sounds.setMuted(!sounds.muted);

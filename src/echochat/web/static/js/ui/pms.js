@@ -176,7 +176,10 @@ export class PmManager {
       pm.moveTo(geometry.x, geometry.y);
     } else {
       const n = this.windows.size - 1;
-      const x = Math.max(8, Math.min(window.innerWidth - DEFAULT_W - 24, 32 + (n % 8) * CASCADE_PX));
+      const x = Math.max(
+        8,
+        Math.min(window.innerWidth - DEFAULT_W - 24, 32 + (n % 8) * CASCADE_PX),
+      );
       const y = 96 + (n % 8) * CASCADE_PX;
       pm.resizeTo(
         Math.min(DEFAULT_W, window.innerWidth - 16),
@@ -229,7 +232,7 @@ export class PmManager {
     }
     this.renderDock();
     this.save();
-    /** @type {HTMLElement | null} */ (this.dockItems.querySelector(`[data-peer="${CSS.escape(peer)}"]`))?.focus();
+    this.dockItem(peer)?.focus();
   }
 
   /** @param {string} peer */
@@ -312,7 +315,8 @@ export class PmManager {
       this.open(peer, { activate: false, minimized: window.matchMedia(NARROW).matches });
     }
     const now = Date.now();
-    const looking = this.active === peer && document.visibilityState === "visible" && document.hasFocus();
+    const looking =
+      this.active === peer && document.visibilityState === "visible" && document.hasFocus();
     if (!looking && now - this.lastSound > MESSAGE_SOUND_GAP_MS) {
       this.lastSound = now;
       this.sounds.play("message", peer);
@@ -427,14 +431,19 @@ export class PmManager {
   showLock(pm) {
     const keys = this.keys;
     if (!keys) {
-      pm.setLocked(true, "Encryption is not available on this page, so messages cannot be read or sent.", false);
+      pm.setLocked(
+        true,
+        "Encryption is not available on this page, so messages cannot be read or sent.",
+        false,
+      );
     } else if (!keys.unlocked) {
       const phase = /** @type {any} */ (keys).phase;
       pm.setLocked(
         true,
         phase === "starting"
           ? "Loading your encryption keys…"
-          : "Your encryption keys are locked in this browser. Unlock them to read and send messages.",
+          : "Your encryption keys are locked in this browser. Unlock them to read and send " +
+            "messages.",
         phase !== "starting",
       );
     } else {
@@ -461,15 +470,30 @@ export class PmManager {
       const info = this.buddy(peer);
       const unread = counts[peer]?.unread ?? 0;
       const minimized = this.minimized.has(peer);
-      const label = `${info.name}${minimized ? " (minimized)" : ""}${unread ? `, ${unread} unread` : ""}`;
+      const active = !minimized && this.active === peer;
+      const label =
+        info.name + (minimized ? " (minimized)" : "") + (unread ? `, ${unread} unread` : "");
       const button = el(
         "button",
         {
-          className: `dock__item${minimized ? " dock__item--min" : ""}${this.active === peer ? " dock__item--active" : ""}${unread ? " dock__item--unread" : ""}`,
-          attrs: { type: "button", "aria-label": label, title: label, "aria-pressed": String(!minimized && this.active === peer) },
+          className: [
+            "dock__item",
+            minimized ? "dock__item--min" : "",
+            active ? "dock__item--active" : "",
+            unread ? "dock__item--unread" : "",
+          ].join(" "),
+          attrs: {
+            type: "button",
+            "aria-label": label,
+            title: label,
+            "aria-pressed": String(active),
+          },
         },
         [
-          el("span", { className: `presence-dot presence-dot--${info.state}`, attrs: { "aria-hidden": "true" } }),
+          el("span", {
+            className: `presence-dot presence-dot--${info.state}`,
+            attrs: { "aria-hidden": "true" },
+          }),
           el("span", { className: "dock__name", text: info.name }),
         ],
       );
@@ -490,16 +514,25 @@ export class PmManager {
       });
       return button;
     });
+    const focused = document.activeElement;
     const focusedPeer =
-      document.activeElement instanceof HTMLElement && this.dockItems.contains(document.activeElement)
-        ? document.activeElement.dataset.peer
+      focused instanceof HTMLElement && this.dockItems.contains(focused)
+        ? focused.dataset.peer
         : undefined;
     this.dockItems.replaceChildren(...items);
     if (focusedPeer) {
-      /** @type {HTMLElement | null} */ (this.dockItems.querySelector(`[data-peer="${CSS.escape(focusedPeer)}"]`))?.focus();
+      this.dockItem(focusedPeer)?.focus();
     }
     this.dockEmpty.hidden = items.length > 0;
     this.dock.dataset.count = String(items.length);
+  }
+
+  /**
+   * @param {string} peer
+   * @returns {HTMLElement | null}
+   */
+  dockItem(peer) {
+    return this.dockItems.querySelector(`[data-peer="${CSS.escape(peer)}"]`);
   }
 
   // --- remembered across reloads ---------------------------------------------------------------

@@ -53,6 +53,8 @@ const TYPING_REPEAT_MS = 3000;
 const TOP_SLACK_PX = 48;
 const BOTTOM_SLACK_PX = 24;
 const MAX_INPUT = 4000;
+/** Lines of one sender this close together share one name and time. */
+const GROUP_MS = 120_000;
 
 const TICKS = {
   sending: ["…", "Sending"],
@@ -376,7 +378,13 @@ export class PmWindow {
     /** @type {HTMLElement[]} */
     const nodes = [];
     const alive = new Set();
-    const add = (/** @type {string} */ key, /** @type {string} */ sig, build) => {
+    /**
+     * A line, reused while its signature (what it shows) is the same.
+     * @param {string} key
+     * @param {string} sig
+     * @param {() => HTMLElement} build
+     */
+    const add = (key, sig, build) => {
       alive.add(key);
       const known = this.nodes.get(key);
       if (known && known.sig === sig) {
@@ -384,6 +392,7 @@ export class PmWindow {
         return;
       }
       const node = build();
+      node.dataset.key = key;
       this.nodes.set(key, { sig, node });
       nodes.push(node);
     };
@@ -396,8 +405,19 @@ export class PmWindow {
     let previous = null;
     for (const entry of entries) {
       const tick = entry.sender === this.me ? tickOf(entry, conv) : "";
-      const grouped = previous !== null && previous.sender === entry.sender && entry.time - previous.time < 120_000;
-      const sig = [entry.state, entry.text, entry.problem?.message ?? "", tick, entry.sendError, entry.id, grouped].join("\u0000");
+      const grouped =
+        previous !== null &&
+        previous.sender === entry.sender &&
+        entry.time - previous.time < GROUP_MS;
+      const sig = [
+        entry.state,
+        entry.text,
+        entry.problem?.message ?? "",
+        tick,
+        entry.sendError,
+        entry.id,
+        grouped,
+      ].join("\u0000");
       add(entry.key, sig, () => this.lineNode(entry, tick, grouped));
       previous = entry;
       addNotes(entry.key);
@@ -407,7 +427,7 @@ export class PmWindow {
         this.nodes.delete(key);
       }
     }
-    this.lines.replaceChildren(...nodes);
+    this.place(nodes);
     this.older.hidden = !(conv.loading && conv.history);
     this.older.textContent = conv.loading ? "Loading older messages…" : "";
     this.root.dataset.count = String(entries.length);
@@ -426,12 +446,33 @@ export class PmWindow {
     }
   }
 
+  /**
+   * Put the lines in this order, touching only what changed: the transcript is a live
+   * region, and a line taken out and put back would be read out again.
+   * @param {HTMLElement[]} nodes
+   */
+  place(nodes) {
+    let cursor = this.lines.firstChild;
+    for (const node of nodes) {
+      if (node === cursor) {
+        cursor = cursor.nextSibling;
+      } else {
+        this.lines.insertBefore(node, cursor);
+      }
+    }
+    while (cursor) {
+      const next = cursor.nextSibling;
+      cursor.remove();
+      cursor = next;
+    }
+  }
+
   /** The first line in view and its offset, to keep it there. */
   firstVisible() {
     const top = this.scroller.scrollTop;
-    for (const [key, { node }] of this.nodes) {
-      if (node.isConnected && node.offsetTop + node.offsetHeight > top) {
-        return { key, offset: node.offsetTop };
+    for (const node of this.lines.children) {
+      if (node instanceof HTMLElement && node.offsetTop + node.offsetHeight > top) {
+        return { key: node.dataset.key ?? "", offset: node.offsetTop };
       }
     }
     return null;
@@ -446,7 +487,11 @@ export class PmWindow {
     const mine = entry.sender === this.me;
     const who = mine ? this.myName : entry.sender === this.peer ? this.name : entry.sender;
     const line = el("li", {
-      className: `pm-line ${mine ? "pm-line--mine" : "pm-line--theirs"}${grouped ? " pm-line--grouped" : ""}`,
+      className: [
+        "pm-line",
+        mine ? "pm-line--mine" : "pm-line--theirs",
+        grouped ? "pm-line--grouped" : "",
+      ].join(" "),
     });
     if (entry.id !== null) {
       line.dataset.id = String(entry.id);
@@ -469,7 +514,11 @@ export class PmWindow {
     } else if (entry.state === "failed") {
       line.classList.add("pm-line--problem");
       body.append(
-        el("span", { className: "pm-line__problem-icon", text: "⚠", attrs: { "aria-hidden": "true" } }),
+        el("span", {
+          className: "pm-line__problem-icon",
+          text: "⚠",
+          attrs: { "aria-hidden": "true" },
+        }),
         document.createTextNode(
           `This message could not be verified: ${entry.problem?.message ?? "unknown reason"}`,
         ),
