@@ -152,6 +152,7 @@ async def test_messages_both_ways_with_receipts_typing_buzz_and_emoticons(
     # Typing: Alice sees it while Bob types, and no more once he clears the box.
     await bob.input("alice").press_sequentially("Yes, ")
     await expect(alice.window("bob").locator(".pm__typing")).to_have_text("Bob Builder is typing…")
+    await alice.page.screenshot(path=output_dir / "pm-typing.png")
     await bob.input("alice").fill("")
     await bob.input("alice").dispatch_event("input")
     await expect(alice.window("bob").locator(".pm__typing")).to_have_text("")
@@ -274,8 +275,13 @@ async def test_dock_minimize_restore_and_windows_remembered_across_reload(
     await window.get_by_role("button", name="Minimize").click()
     await expect(window).to_be_hidden()
     await expect(alice.dock_item("bob")).to_have_class(re.compile(r"\bdock__item--min\b"))
-    bob_window = await bob.open_from_list("alice")
+    # Bob opens his from the buddy's menu.
+    menu = await bob.chat.buddy_menu("alice")
+    await menu.get_by_role("menuitem", name="Send a message").click()
+    bob_window = bob.window("alice")
     await expect(bob_window).to_be_visible()
+    await expect(bob_window).to_have_attribute("data-locked", "false")
+    await expect(bob.input("alice")).to_be_focused()
     await bob.send("alice", "Knock knock")
     await expect(alice.dock_item("bob").locator(".dock__badge")).to_have_text("1")
     await expect(alice.badge("bob")).to_have_text("1")
