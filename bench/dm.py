@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import math
@@ -271,6 +272,7 @@ async def measure(
         )
     await bounded(list(sockets.values()), lambda s: s.open(), 50, "sockets")
 
+    load_before = os.getloadavg()[0]
     profilers = await start_py_spy(args, spawned)
     say(f"{args.mode} loop: {p} pairs" + (f", {args.rate:g} msg/s" if args.mode == "open" else ""))
     t_start = time.perf_counter()
@@ -289,7 +291,11 @@ async def measure(
     for proc in profilers:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(proc.wait(), 60)
-    closed_early = sum(1 for s in sockets.values() if s.closed_with is not None)
+    closed_early = collections.Counter(
+        ("sender" if name.endswith("s") else "recipient", sock.closed_with)
+        for name, sock in sockets.items()
+        if sock.closed_with is not None
+    )
     await bounded(list(sockets.values()), lambda s: s.close(), 100, "closing")
 
     # Measured: messages sent after the warm-up (open loop) or all (closed loop).
@@ -319,6 +325,10 @@ async def measure(
     rows = [
         ("server", server),
         (
+            "machine load (1-min average, before / after)",
+            f"{load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+        ),
+        (
             "mode",
             f"{args.mode} loop" + (f", target {args.rate:g} msg/s" if args.mode == "open" else ""),
         ),
@@ -329,7 +339,10 @@ async def measure(
         (f"lost (ok, not delivered within the {args.drain:g} s drain)", f"{lost}"),
         ("duplicated", f"{sum(pr.duplicates for pr in pairs)}"),
         ("out of order", f"{sum(pr.out_of_order for pr in pairs)}"),
-        ("sockets closed early", f"{closed_early}"),
+        (
+            "sockets closed early (role, close code)",
+            ", ".join(f"{n} {role} {code}" for (role, code), n in closed_early.items()) or "0",
+        ),
         ("sending took (s)", f"{t_sent - t_start:.1f}"),
         ("delivered/s (all)", f"{total_arrived / span:.0f}" if span > 0 else "n/a"),
         ("measured (after warm-up)", f"{measured} sent, {delivered} delivered"),
