@@ -242,8 +242,20 @@ async def test_offline_message_is_counted_then_fetched_and_acknowledged(
     assert "delivered" in recorded, recorded
     assert recorded.index("delivered") < recorded.index("read"), recorded
     await bob.page.screenshot(path=output_dir / "offline-opened.png")
+
+    # Bob answers; Alice, in a second browser (keys restored from her backup), has the
+    # whole conversation: what she sent from the first one too.
+    await bob.send("alice", "Sure, tonight!")
+    await expect(alice.messages("bob")).to_have_count(3)
+    second = await open_pm_chat(new_context, watch, live_server, ALICE)
+    await second.open_from_list("bob")
+    await expect(second.messages("bob").locator(".pm-line__text")).to_have_text(
+        ["Call me when you are back 🙂", "It is about the party", "Sure, tonight!"]
+    )
+    assert await second.ticks("bob") == ["read", "read", ""]
     await alice.chat.assert_clean()
     await bob.chat.assert_clean()
+    await second.chat.assert_clean()
 
 
 async def test_dock_minimize_restore_and_windows_remembered_across_reload(
