@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 
@@ -10,6 +11,8 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from echochat.cli.main import app
+from echochat.config import load_settings
+from echochat.store import Database, server_settings
 from tests.conftest import LiveServer, free_port
 
 
@@ -76,3 +79,25 @@ def test_smoke_says_when_the_server_is_not_echochat(live_server: LiveServer) -> 
     assert result.exit_code == 1
     assert "GET /healthz answered HTTP 404" in result.output
     assert "does not look like an EchoChat server" in result.output
+
+
+async def close_registration(server: LiveServer) -> None:
+    """What an admin's "registration closed" switch writes (the server reads it each time)."""
+    settings = load_settings(
+        environ={"ECHOCHAT_DATA_DIR": str(server.data_dir)}, config_file=None
+    ).settings
+    db = Database.create(settings.resolved_database_url)
+    try:
+        async with db.transaction() as conn:
+            await server_settings.put_txn(conn, "registration_open", False, by="test")
+    finally:
+        await db.close()
+
+
+def test_smoke_says_when_registration_is_closed(live_server: LiveServer) -> None:
+    asyncio.run(close_registration(live_server))
+    result = smoke(live_server.url)
+    assert result.exit_code == 1
+    assert re.search(r"register smoke-\S+-a\s+│ FAIL\s+│.*registration is closed", result.output)
+    assert "an admin can open registration in the admin settings" in result.output
+    assert "Created throwaway users" not in result.output
