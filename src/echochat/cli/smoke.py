@@ -270,6 +270,16 @@ async def run_smoke(url: str, timeout: float) -> Smoke:
 
         await smoke.step("E2EE keys and sockets", keys_and_sockets)
         if smoke.failed:
+            for name in (
+                f"DM {a_name} -> {b_name}",
+                f"DM {b_name} -> {a_name}",
+                "retry is idempotent",
+                "delivered and read receipts",
+                f"offline delivery to {b_name}",
+                "history, decrypted",
+                "BUZZ!",
+            ):
+                smoke.steps.append(Step(name, "SKIP", 0.0, "after an earlier failure"))
             return smoke
         a, b = inboxes
 
