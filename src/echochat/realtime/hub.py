@@ -181,7 +181,8 @@ class Hub:
         self.ctx = ctx
         self.process_id = secrets.token_hex(6)
         self._ids = itertools.count(1)
-        self._by_user: dict[int, set[Connection]] = defaultdict(set)
+        # a tuple per user (48 bytes for one socket; a set would be 216): most have one
+        self._by_user: dict[int, tuple[Connection, ...]] = {}
         self._sub: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
@@ -223,8 +224,10 @@ class Hub:
     async def add(self, conn: Connection) -> None:
         user_id = conn.principal.user_id
         async with self._lock:
-            first = not self._by_user.get(user_id)
-            self._by_user[user_id].add(conn)
+            conns = self._by_user.get(user_id, ())
+            first = not conns
+            if conn not in conns:
+                self._by_user[user_id] = (*conns, conn)
             if first and self._sub is not None:
                 await self._sub.add(notify.user_channel(user_id))
 
@@ -234,8 +237,10 @@ class Hub:
             conns = self._by_user.get(user_id)
             if conns is None:
                 return
-            conns.discard(conn)
-            if not conns:
+            conns = tuple(other for other in conns if other is not conn)
+            if conns:
+                self._by_user[user_id] = conns
+            else:
                 del self._by_user[user_id]
                 if self._sub is not None:
                     await self._sub.remove(notify.user_channel(user_id))
@@ -251,12 +256,12 @@ class Hub:
         kind, body = payload[:1], payload[1:]
         if kind == b"E":
             frame = body.decode()
-            for conn in list(conns):
+            for conn in conns:
                 conn.send(frame)
         elif kind == b"K":
             order = orjson.loads(body)
             sessions = order.get("sessions")
-            for conn in list(conns):
+            for conn in conns:
                 if sessions is None or conn.principal.session_id in sessions:
                     conn.send_final(order["frame"], CLOSE_KICKED)
 
