@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 import httpx
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
+from websockets.http11 import USER_AGENT
+from websockets.typing import Origin
 
 API = "/api/v1"
 T = TypeVar("T")
@@ -259,6 +261,12 @@ def ws_url(url: str) -> str:
     return ("wss://" + base[8:] if base.startswith("https://") else "ws://" + base[7:]) + "/ws"
 
 
+BROWSER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+
+
 class Socket:
     """One authenticated socket speaking the protocol the SDK speaks: it reads the server's
     ``hello`` event, sends the ``hello`` op, then pings every heartbeat period and hands
@@ -271,10 +279,12 @@ class Socket:
         *,
         compression: bool,
         on_event: Callable[[dict[str, Any], float], None] | None = None,
+        browser: bool = False,
     ) -> None:
         self.account = account
         self.url = url
         self.compression = compression
+        self.browser = browser
         self.on_event = on_event
         self.ws: ClientConnection | None = None
         self.heartbeat = 25.0
@@ -284,9 +294,29 @@ class Socket:
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     async def open(self, timeout: float = 60) -> None:
+        if self.browser:
+            # What a browser page of ours sends: the access cookie (and the CSRF cookie) with
+            # its Origin, and the usual request headers; the server keeps what it is sent
+            # for the socket's lifetime, so this costs it more than a bearer token does.
+            headers = {
+                "Cookie": f"echochat_access={self.account.access_token}; "
+                f"echochat_csrf={secrets.token_urlsafe(32)}",
+                "Pragma": "no-cache",
+                "Cache-Control": "no-cache",
+                "Accept-Encoding": "gzip, deflate, br, zstd",
+                "Accept-Language": "en-GB,en-US;q=0.9,en;q=0.8",
+            }
+            origin: Origin | None = Origin("http" + self.url.removesuffix("/ws")[2:])
+            agent = BROWSER_AGENT
+        else:
+            headers = {"Authorization": f"Bearer {self.account.access_token}"}
+            origin = None
+            agent = USER_AGENT
         self.ws = await ws_connect(
             self.url,
-            additional_headers={"Authorization": f"Bearer {self.account.access_token}"},
+            additional_headers=headers,
+            origin=origin,
+            user_agent_header=agent,
             compression="deflate" if self.compression else None,
             ping_interval=None,  # like the SDK: the app-level heartbeat
             open_timeout=timeout,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import time
 
 from bench.common import (
@@ -53,6 +54,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not offer permessage-deflate (browsers always offer it)",
     )
+    parser.add_argument(
+        "--browser-headers",
+        action="store_true",
+        help="upgrade as a browser page does (access cookie, Origin, user agent and the usual "
+        "headers) instead of a bearer token",
+    )
+    parser.add_argument(
+        "--dump-signal",
+        type=int,
+        help="diagnostics: send this signal to --pid right after the baseline and the open "
+        "RSS readings (for a server instrumented to dump its heap on it), then wait --dump-wait",
+    )
+    parser.add_argument(
+        "--dump-wait", type=float, default=20.0, help="seconds the server gets for a dump"
+    )
+
+
+async def poke(args: argparse.Namespace) -> None:
+    """Ask an instrumented server to dump its heap (``--dump-signal``), after a reading."""
+    if args.dump_signal and args.pid:
+        os.kill(args.pid, args.dump_signal)
+        await asyncio.sleep(args.dump_wait)
 
 
 async def run(args: argparse.Namespace, users: Users) -> str:
@@ -79,9 +102,13 @@ async def run(args: argparse.Namespace, users: Users) -> str:
     gc.collect()
     server_before = rss_kib(args.pid) if args.pid else None
     client_before = own_rss_kib()
+    await poke(args)
     url = ws_url(args.url)
 
-    sockets = [Socket(a, url, compression=not args.no_compression) for a in accounts]
+    sockets = [
+        Socket(a, url, compression=not args.no_compression, browser=args.browser_headers)
+        for a in accounts
+    ]
     failures: list[str] = []
 
     async def open_one(sock: Socket) -> None:
@@ -100,6 +127,7 @@ async def run(args: argparse.Namespace, users: Users) -> str:
     await asyncio.sleep(args.settle)
     server_open = rss_kib(args.pid) if args.pid else None
     client_open = own_rss_kib()
+    await poke(args)
     if args.hold > 0:
         say(f"holding the sockets for {args.hold:g} s (heartbeats keep them alive)")
         await asyncio.sleep(args.hold)
@@ -120,6 +148,7 @@ async def run(args: argparse.Namespace, users: Users) -> str:
         ("sockets open (hello answered)", f"{len(opened)}"),
         ("still open after hold", f"{alive}"),
         ("permessage-deflate negotiated", f"{compressed}"),
+        ("upgrade headers", "browser-like (cookie)" if args.browser_headers else "bearer token"),
         ("heartbeat (s, from hello)", f"{heartbeat:g}"),
         (
             "accounts ready (s)",
