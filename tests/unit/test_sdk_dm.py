@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from echochat.client import (
     BuzzEvent,
     DirectMessage,
+    DmMessageEvent,
     DmReceiptEvent,
     EchoChatClient,
     Event,
@@ -28,6 +29,7 @@ from echochat.client import (
     NotFoundError,
     OfflineSummaryEvent,
     OpError,
+    RealtimeConnection,
     UndecryptableMessage,
     e2ee,
 )
@@ -503,3 +505,73 @@ async def test_the_echo_bot_of_the_docs(
         assert (tmp_path / "echobot.keys").stat().st_mode & 0o777 == 0o600
     finally:
         await alice.close()
+
+
+# --- the resume rules, frame by frame -------------------------------------------------------
+
+
+class _NoTokens:
+    async def valid_access_token(self) -> str:
+        raise AssertionError("not used")
+
+    async def refresh(self) -> None:
+        raise AssertionError("not used")
+
+
+def _dm(mid: int) -> str:
+    message = {
+        "id": mid,
+        "conv": "dm:alice:bob",
+        "sender": "alice",
+        "recipient": "bob",
+        "sender_device": "devicealice1",
+        "client_id": f"m-{mid}",
+        "created_at": "2026-12-02T03:04:05+00:00",
+        "envelope": {"v": 1},
+    }
+    return json.dumps({"op": "ev", "type": "dm.message", "data": message})
+
+
+def _hello_ok(rt: RealtimeConnection, data: dict[str, Any]) -> str:
+    """The ``ok`` of a ``hello`` the connection sent (its pending request)."""
+    future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    ref = f"h{len(rt._pending)}"
+    rt._pending[ref] = ("hello", future)
+    return json.dumps({"op": "ok", "ref": ref, "data": data})
+
+
+async def test_replay_pages_and_live_messages_are_handed_on_once_in_id_order() -> None:
+    """The frames a reconnecting client may read, in a fixed order (docs/protocol.md,
+    "Resuming"): the connection kept cursor 10 and sent it in ``hello``; the server replays
+    11-13 (page 1, more) and 14-15 (page 2, last), while live messages 14 and 16 overtake the
+    replay and 9 (at or below the cursor) and 12 (twice) come again."""
+    rt = RealtimeConnection(_NoTokens(), "ws://127.0.0.1:1/ws", cursor=10)
+    rt._floor, rt._replaying = 10, True  # what _greet does before sending hello
+    frames = [
+        _dm(14),  # live, ahead of the replay
+        _dm(9),
+        _dm(11),
+        _dm(12),
+        _dm(12),
+        _dm(13),
+        _hello_ok(rt, {"cursor": 13, "replayed": 3, "more": True}),
+        _dm(14),  # replayed: already held
+        _dm(15),
+        _dm(16),  # live
+        _hello_ok(rt, {"cursor": 15, "replayed": 2, "more": False}),
+        _dm(17),
+        _dm(16),
+    ]
+    handed: list[int] = []
+    cursors: list[int | None] = []
+    for frame in frames:
+        rt._accept(frame)
+        while not rt._queue.empty():
+            event = rt._queue.get_nowait()
+            assert isinstance(event, DmMessageEvent)
+            handed.append(event.message.id)
+        cursors.append(rt.cursor)
+    assert handed == [11, 12, 13, 14, 15, 16, 17]
+    # the cursor follows the pages during the replay, then the live messages
+    assert cursors == [10, 10, 10, 10, 10, 10, 13, 13, 13, 13, 16, 17, 17]
+    assert rt.replayed == 5

@@ -557,20 +557,26 @@ class RealtimeConnection:
         """Read frames until the socket closes; events go to the queue."""
         with contextlib.suppress(ConnectionClosed):
             async for raw in ws:
-                event = self._parse(raw)
-                if event is None:
-                    continue
-                if isinstance(event, DmMessageEvent):
-                    if not self._first_time(event):
-                        continue
-                    if self._replaying:  # handed on in order when its page (or the replay) ends
-                        self._held[event.message.id] = event
-                        continue
-                if isinstance(event, HelloEvent):
-                    self._hello = event
-                if isinstance(event, KickedEvent):
-                    self._kicked = event
-                self._queue.put_nowait(event)
+                self._accept(raw)
+
+    def _accept(self, raw: str | bytes) -> None:
+        """One frame from the server, in order: replies resolve their request (a ``hello``
+        reply ends a replay page); events are queued, each message id once, and messages
+        read during a replay are held until their page ends."""
+        event = self._parse(raw)
+        if event is None:
+            return
+        if isinstance(event, DmMessageEvent):
+            if not self._first_time(event):
+                return
+            if self._replaying:  # handed on in order when its page (or the replay) ends
+                self._held[event.message.id] = event
+                return
+        if isinstance(event, HelloEvent):
+            self._hello = event
+        if isinstance(event, KickedEvent):
+            self._kicked = event
+        self._queue.put_nowait(event)
 
     async def _heartbeat(self, ws: ClientConnection) -> None:
         """Ping every heartbeat period; a ping unanswered for a whole period kills the
