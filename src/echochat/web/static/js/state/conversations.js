@@ -179,6 +179,8 @@ export class Conversations extends Emitter {
     this.deliveredDue = new Map();
     /** @type {Map<string, number>} */
     this.typingTimers = new Map();
+    /** @type {Map<string, boolean>} peers whose changes are held (a page being merged) */
+    this.quiet = new Map();
     /** @type {Map<string, string>} display names the server told (for non-buddies) */
     this.names = new Map();
     this.flushQueued = false;
@@ -245,7 +247,39 @@ export class Conversations extends Emitter {
 
   /** @param {string} peer */
   changed(peer) {
+    if (this.quiet.has(peer)) {
+      this.quiet.set(peer, true); // told once the whole page is in
+      return;
+    }
     this.emit("change", { peer });
+  }
+
+  /**
+   * Merge a page of history as one change: the window then puts the page above the lines
+   * in view in one go, and keeps them where they were.
+   * @param {string} peer
+   * @param {unknown[]} messages
+   * @returns {number} how many were new
+   */
+  mergePage(peer, messages) {
+    const conv = this.get(peer);
+    let added = 0;
+    this.quiet.set(peer, false);
+    try {
+      for (const message of messages) {
+        if (isMessage(message) && !conv.byId.has(message.id)) {
+          added += 1;
+        }
+        this.onMessage(message, false);
+      }
+    } finally {
+      const dirty = this.quiet.get(peer);
+      this.quiet.delete(peer);
+      if (dirty) {
+        this.changed(peer);
+      }
+    }
+    return added;
   }
 
   // --- receiving ----------------------------------------------------------------------------
@@ -672,9 +706,7 @@ export class Conversations extends Emitter {
       if (first) {
         conv.hasMore = Boolean(page?.has_more);
       }
-      for (const message of messages) {
-        this.onMessage(message, false);
-      }
+      this.mergePage(peer, messages);
       this.applyMyRead(conv, conv.myRead);
     } catch (error) {
       if (/** @type {any} */ (error)?.status !== 0) {
@@ -717,12 +749,7 @@ export class Conversations extends Emitter {
       const page = await this.fetchPage(peer, { before: String(Math.min(...ids)) });
       this.applyMarks(conv, page);
       conv.hasMore = Boolean(page?.has_more);
-      for (const message of Array.isArray(page?.messages) ? page.messages : []) {
-        if (isMessage(message) && !conv.byId.has(message.id)) {
-          added += 1;
-        }
-        this.onMessage(message, false);
-      }
+      added = this.mergePage(peer, Array.isArray(page?.messages) ? page.messages : []);
     } catch (error) {
       this.emit("notice", {
         peer,
