@@ -170,10 +170,12 @@ export class KeySession extends Emitter {
       console.error(error);
     }
     if (stored !== null) {
+      // Checked before unlocking, so that nothing is opened with keys the account dropped.
       this.#keyring = stored.keyring;
       this.#deviceId = stored.deviceId;
-      this.#setPhase("unlocked");
-      await this.#checkOwnKeys();
+      if (await this.#checkOwnKeys()) {
+        this.#setPhase("unlocked");
+      }
       return;
     }
     await this.#findBackup();
@@ -228,8 +230,9 @@ export class KeySession extends Emitter {
 
   /**
    * With keys loaded from IndexedDB: are they still the account's? (After "start fresh" in
-   * another browser they are not: lock, and say so.) Publishes this device again if the
-   * directory lost it.
+   * another browser they are not: lock, say so, and return false.) Publishes this device
+   * again if the directory lost it. Offline, the keys are trusted until the next check.
+   * @returns {Promise<boolean>}
    */
   async #checkOwnKeys() {
     const keyring = /** @type {Keyring} */ (this.#keyring);
@@ -238,11 +241,11 @@ export class KeySession extends Emitter {
     try {
       data = await this.#api("GET", `/keys/users/${encodeURIComponent(this.#me)}`);
     } catch {
-      return; // offline: keep working with what is here; the next event checks again
+      return true; // offline: keep working with what is here; the next event checks again
     }
     if (!data.identity_key || !equalBytes(b64d(String(data.identity_key)), keyring.identityKey)) {
       this.#lockStale();
-      return;
+      return false;
     }
     const listed = Array.isArray(data.devices)
       ? data.devices.some((/** @type {any} */ d) => d && d.device_id === deviceId)
@@ -254,12 +257,14 @@ export class KeySession extends Emitter {
         console.error(error);
       }
     }
+    return true;
   }
 
   #lockStale() {
     this.#keyring = null;
     this.directories.invalidate();
-    keystore.deleteKeys(this.#me).catch((error) => console.error(error));
+    // The old keys stay in IndexedDB (the server's word alone never deletes them); the
+    // restore below replaces them.
     const why =
       "Your encryption keys were replaced in another browser (you started fresh there). " +
       "Unlock the new keys with their recovery key or passphrase.";
