@@ -11,6 +11,8 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from echochat.cli.main import app
+from echochat.cli.smoke import explain
+from echochat.client import NetworkError, OpError, RateLimitedError, e2ee
 from echochat.config import load_settings
 from echochat.store import Database, server_settings
 from tests.conftest import LiveServer, free_port
@@ -101,3 +103,15 @@ def test_smoke_says_when_registration_is_closed(live_server: LiveServer) -> None
     assert re.search(r"register smoke-\S+-a\s+│ FAIL\s+│.*registration is closed", result.output)
     assert "an admin can open registration in the admin settings" in result.output
     assert "Created throwaway users" not in result.output
+
+
+def test_failures_say_what_to_do_next() -> None:
+    url = "http://chat.example.org"
+    detail, hint = explain(OpError("dm.send", "unknown_op", "unknown op 'dm.send'"), url)
+    assert "does not know the op 'dm.send'" in detail and "upgrade it" in hint
+    detail, hint = explain(e2ee.E2EEError("bad_signature", "does not verify"), url)
+    assert "bad_signature" in detail and "changed what it relayed" in hint
+    detail, hint = explain(RateLimitedError(429, "rate_limited", "slow down", 30), url)
+    assert "wait 30 s" in hint
+    detail, hint = explain(NetworkError(0, "network_error", "refused"), url)
+    assert url in detail and "echochat serve" in hint
