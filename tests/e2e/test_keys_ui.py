@@ -76,10 +76,10 @@ async def expect_unlocked(chat: Chat) -> None:
 
 
 async def first_chat(
-    new_context: NewContext, watch: Watch, server: LiveServer, who: Account
+    new_context: NewContext, watch: Watch, server: LiveServer, who: Account, **options: Any
 ) -> Chat:
     """``who`` signs in on a browser that has no keys, to an account without a backup yet."""
-    chat = await open_chat(new_context, watch, server, who)
+    chat = await open_chat(new_context, watch, server, who, **options)
     chat.problems.expect_refusal("/api/v1/keys/backup", 404)  # "no backup yet": first run
     return chat
 
@@ -132,11 +132,18 @@ async def test_first_sign_in_shows_the_recovery_key_once_and_backs_up(
     output_dir: Path,
 ) -> None:
     await register(live_server, ALICE)
-    chat = await first_chat(new_context, watch, live_server, ALICE)
+    chat = await first_chat(
+        new_context, watch, live_server, ALICE, permissions=["clipboard-read", "clipboard-write"]
+    )
     page = chat.page
     await expect(lock(chat)).to_have_attribute("data-state", "locked")
     dialog = page.get_by_role("dialog", name="Protect your messages")
     await expect(dialog).to_be_visible()
+    # Copy puts the key on the clipboard
+    shown = (await dialog.locator("#keys-recovery-key").text_content() or "").strip()
+    await dialog.get_by_role("button", name="Copy").click()
+    await expect(dialog.get_by_text("Copied.")).to_be_visible()
+    assert await page.evaluate("navigator.clipboard.readText()") == shown
     # "I have saved it" is required
     await dialog.get_by_role("button", name="Continue").click()
     await expect(dialog.get_by_text("Tick the box once you have saved the key")).to_be_visible()
@@ -667,12 +674,30 @@ async def test_a_buddys_new_device_is_announced_and_a_changed_key_can_be_accepte
         "device_id": "bob-tablet-002",
     }
 
+    # a device added while alice's page is closed is reported when she next looks
+    await page.goto(live_server.url + "/devices")
+    ring.add_device("bob-laptop-03")
+    await e2ee.publish_device(bob_sdk, ring, "bob-laptop-03", label="Laptop")
+    await page.goto(live_server.url + "/chat")
+    await alice.connected()
+    await expect_unlocked(alice)
+    await in_session(page, "window.__trust = []; s.on('trust', (e) => window.__trust.push(e));")
+    later = await in_session(page, "return (await s.trust('bob')).devices;")
+    assert {d["device_id"]: d["isNew"] for d in later} == {
+        "bob-phone-0001": False,
+        "bob-laptop-03": True,
+    }
+    assert await page.evaluate("window.__trust") == [
+        {"peer": "bob", "kind": "device_added", "device_id": "bob-laptop-03"}
+    ]
+    await page.evaluate("window.__trust = []")
+
     # bob starts fresh (a new identity): a warning; nothing is sealed to him until accepted
     fresh = Keyring.generate()
     fresh.add_device("bob-phone-0002")
     await e2ee.publish_device(bob_sdk, fresh, "bob-phone-0002", reset_identity=True)
-    await trust_events(page, 3)
-    assert (await page.evaluate("window.__trust[2]")) == {"peer": "bob", "kind": "identity_changed"}
+    await trust_events(page, 1)
+    assert (await page.evaluate("window.__trust[0]")) == {"peer": "bob", "kind": "identity_changed"}
     await page.evaluate(
         """async () => {
           const ks = await import("/static/js/state/keysession.js");
@@ -696,7 +721,7 @@ async def test_a_buddys_new_device_is_announced_and_a_changed_key_can_be_accepte
     await expect(dialog.locator("#safety-state")).to_have_text("Not verified yet")
     sealed = await in_session(page, "return s.sealDm('bob', {type: 'text', text: 'ok'}, 'c-2');")
     assert [k["device"] for k in sealed["keys"] if k["user"] == "bob"] == ["bob-phone-0002"]
-    assert (await page.evaluate("window.__trust[3]")) == {
+    assert (await page.evaluate("window.__trust[1]")) == {
         "peer": "bob",
         "kind": "identity_accepted",
     }
