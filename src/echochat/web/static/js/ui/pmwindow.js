@@ -420,7 +420,10 @@ export class PmWindow {
       ].join("\u0000");
       add(entry.key, sig, () => this.lineNode(entry, tick, grouped));
       previous = entry;
-      addNotes(entry.key);
+      if (notesAfter.has(entry.key)) {
+        addNotes(entry.key);
+        previous = null; // a line after a note says again who wrote it
+      }
     }
     for (const key of [...this.nodes.keys()]) {
       if (!alive.has(key)) {
