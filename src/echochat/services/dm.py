@@ -150,8 +150,9 @@ def _reachable(principal: Principal, peer: PeerRow | None, username: str) -> Pee
 
 
 async def _peer(ctx: Context, principal: Principal, username: str) -> PeerRow:
-    async with ctx.db.read() as conn:
-        found = await store.peer_for(conn, principal.user_id, username, None)
+    found = await store.run_read(
+        ctx.db, lambda conn: store.peer_for(conn, principal.user_id, username, None)
+    )
     return _reachable(principal, found, username)
 
 
@@ -164,37 +165,65 @@ def _loop() -> asyncio.AbstractEventLoop:
 
 @dataclass(eq=False)
 class _Job(Generic[T]):
-    users: tuple[int, ...]  # whose messages' order this write affects (locked on PostgreSQL)
-    apply: Callable[[store.Conn], Awaitable[T]]  # inside the batch's transaction
-    after: Callable[[T], Awaitable[None]]  # after the commit, in commit order (events)
+    """A write of its own (a receipt): ``apply`` inside the batch's transaction, ``after``
+    after the commit (its events)."""
+
+    apply: Callable[[store.Conn], T]  # synchronous, inside the batch's transaction
+    after: Callable[[T], Awaitable[None]]
     future: asyncio.Future[T] = field(default_factory=lambda: _loop().create_future())
 
-    def resolve(self, result: T) -> None:
-        if not self.future.done():
-            self.future.set_result(result)
 
-    def fail(self, exc: BaseException) -> None:
-        if not self.future.done():
-            self.future.set_exception(exc)
+@dataclass(eq=False)
+class _Send:
+    """A message to store; every message of a batch goes in with one INSERT."""
+
+    new: NewMessage
+    sender: str
+    recipient: str
+    future: asyncio.Future[Sent] = field(default_factory=lambda: _loop().create_future())
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return self.new.sender_id, self.new.client_id
+
+    @property
+    def pair(self) -> tuple[int, int]:
+        a, b = self.new.sender_id, self.new.recipient_id
+        return (a, b) if a < b else (b, a)
+
+
+_Item = _Send | _Job[Any]
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 class _Writer:
     """Runs queued writes a batch per transaction. The task lives only while there is work,
-    so there is nothing to start or stop with the app."""
+    so there is nothing to start or stop with the app. A batch costs a handful of
+    statements whatever its size: one INSERT for all its messages, one for new
+    conversations, one SELECT for retried client ids, then one statement per receipt."""
 
     def __init__(self) -> None:
-        self.queue: list[_Job[Any]] = []
+        self.queue: list[_Item] = []
         self.task: asyncio.Task[None] | None = None
         self.known_pairs: set[tuple[int, int]] = set()  # conversations whose rows exist
 
-    async def submit(self, ctx: Context, job: _Job[T]) -> T:
-        self.queue.append(job)
+    async def submit(self, ctx: Context, item: _Send | _Job[T]) -> Any:
+        self.queue.append(item)
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run(ctx), name="dm-writer")
-        return await job.future
+        return await item.future
 
     async def _run(self, ctx: Context) -> None:
-        batch: list[_Job[Any]] = []
+        batch: list[_Item] = []
         try:
             while self.queue:
                 batch = self.queue[:MAX_BATCH]
@@ -203,38 +232,94 @@ class _Writer:
                 batch = []
         except BaseException:
             stopped = Unavailable("the server is stopping; try again", code="unavailable")
-            for job in [*batch, *self.queue]:
-                job.fail(stopped)
+            for item in [*batch, *self.queue]:
+                _fail(item.future, stopped)
             self.queue.clear()
             raise
 
-    async def _commit(self, ctx: Context, batch: list[_Job[Any]]) -> list[Any]:
-        async with ctx.db.transaction() as conn:
-            return [await job.apply(conn) for job in batch]
-
-    async def _batch(self, ctx: Context, batch: list[_Job[Any]]) -> None:
-        users = {u for job in batch for u in job.users}
+    async def _batch(self, ctx: Context, batch: list[_Item]) -> None:
+        users = {u for item in batch if isinstance(item, _Send) for u in item.pair}
         async with store.serialized(ctx.db, users):
-            done: list[tuple[_Job[Any], Any]] = []
+            done: list[tuple[_Item, Any]] = []
             try:
-                done = list(zip(batch, await self._commit(ctx, batch), strict=True))
+                done = await self._commit(ctx, batch)
             except Exception as exc:
                 if len(batch) == 1:
-                    batch[0].fail(exc)
+                    _fail(batch[0].future, exc)
                 else:  # one at a time, so that one bad write fails alone
-                    for job in batch:
+                    for item in batch:
                         try:
-                            done += [(job, (await self._commit(ctx, [job]))[0])]
+                            done += await self._commit(ctx, [item])
                         except Exception as one:
-                            job.fail(one)
-            for job, result in done:
-                job.resolve(result)
+                            _fail(item.future, one)
+            for item, result in done:
+                _resolve(item.future, result)
             await asyncio.sleep(0)  # the senders' `ok` replies go out before the events
-            for job, result in done:
+            for item, result in done:
                 try:
-                    await job.after(result)
+                    if isinstance(item, _Send):
+                        if not result.duplicate:
+                            await notify.to_users(
+                                ctx,
+                                [item.new.sender_id, item.new.recipient_id],
+                                DmMessageEvent(data=result.message),
+                            )
+                    else:
+                        await item.after(result)
                 except Exception:
                     log.exception("could not publish after a commit; clients resync")
+
+    async def _commit(self, ctx: Context, batch: list[_Item]) -> list[tuple[_Item, Any]]:
+        sends = [item for item in batch if isinstance(item, _Send)]
+        jobs = [item for item in batch if isinstance(item, _Job)]
+        new_pairs = {s.pair: s.new.conv for s in sends if s.pair not in self.known_pairs}
+
+        def step(conn: store.Conn) -> list[tuple[_Item, Any]]:
+            store.ensure_pairs_txn(conn, [(a, b, c) for (a, b), c in new_pairs.items()])
+            inserted = store.insert_many_txn(conn, [s.new for s in sends])
+            claimed: set[tuple[int, str]] = set()
+            fresh: list[tuple[_Item, Any]] = []
+            retried: list[_Send] = []
+            for item in sends:
+                if item.key in inserted and item.key not in claimed:
+                    claimed.add(item.key)
+                    fresh.append((item, inserted[item.key]))
+                else:
+                    retried.append(item)
+            originals = store.by_client_ids(conn, [s.key for s in retried])
+            return [
+                *fresh,
+                *((item, originals[item.key]) for item in retried),
+                *((job, job.apply(conn)) for job in jobs),
+            ]
+
+        raw = await store.run_write(ctx.db, step)
+        self.known_pairs.update(new_pairs)
+        results: list[tuple[_Item, Any]] = []
+        for item, value in raw:
+            if isinstance(item, _Send):
+                if isinstance(value, int):
+                    value = Sent(_fresh(item, value), duplicate=False)
+                else:
+                    value = Sent(public(value), duplicate=True)
+            results.append((item, value))
+        # events in commit order: the messages by id, then the receipts as queued
+        results.sort(key=lambda r: (0, r[1].message.id) if isinstance(r[0], _Send) else (1, 0))
+        return results
+
+
+def _fresh(item: _Send, message_id: int) -> DmMessage:
+    new = item.new
+    return DmMessage(
+        id=message_id,
+        conv=new.conv,
+        sender=item.sender,
+        recipient=item.recipient,
+        sender_device=new.sender_device,
+        client_id=new.client_id,
+        created_at=_iso(new.created_at),
+        envelope=orjson.loads(new.envelope),
+    )
 
 
 _writers: weakref.WeakKeyDictionary[Database, _Writer] = weakref.WeakKeyDictionary()
@@ -288,10 +373,10 @@ async def send(ctx: Context, principal: Principal, to: str, envelope: object) ->
         parts = parse_envelope(envelope)
     except InvalidInput as exc:
         shape_error = exc
-    async with ctx.db.read() as conn:
-        found = await store.peer_for(
-            conn, principal.user_id, to, parts.sender_device if parts else None
-        )
+    device = parts.sender_device if parts else None
+    found = await store.run_read(
+        ctx.db, lambda conn: store.peer_for(conn, principal.user_id, to, device)
+    )
     peer = _reachable(principal, found, to)
     if parts is None:
         assert shape_error is not None
@@ -309,37 +394,9 @@ async def send(ctx: Context, principal: Principal, to: str, envelope: object) ->
         envelope=orjson.dumps(envelope).decode(),
         created_at=ctx.clock(),
     )
-    writer = _writer(ctx.db)
-    pair = (min(new.sender_id, new.recipient_id), max(new.sender_id, new.recipient_id))
-
-    async def apply(conn: store.Conn) -> Sent:
-        if pair not in writer.known_pairs:
-            await store.ensure_pair_txn(conn, new.sender_id, new.recipient_id, conv)
-        message_id = await store.insert_txn(conn, new)
-        if message_id is None:
-            original = await store.by_client_id(conn, new.sender_id, new.client_id)
-            assert original is not None
-            return Sent(public(original), duplicate=True)
-        message = DmMessage(
-            id=message_id,
-            conv=conv,
-            sender=principal.username,
-            recipient=peer.username,
-            sender_device=new.sender_device,
-            client_id=new.client_id,
-            created_at=_iso(new.created_at),
-            envelope=orjson.loads(new.envelope),
-        )
-        return Sent(message, duplicate=False)
-
-    async def after(sent: Sent) -> None:
-        writer.known_pairs.add(pair)
-        if not sent.duplicate:
-            await notify.to_users(
-                ctx, [new.sender_id, new.recipient_id], DmMessageEvent(data=sent.message)
-            )
-
-    return await writer.submit(ctx, _Job(users=pair, apply=apply, after=after))
+    item = _Send(new, sender=principal.username, recipient=peer.username)
+    sent: Sent = await _writer(ctx.db).submit(ctx, item)
+    return sent
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -360,8 +417,14 @@ async def history(
     conv = dm_conv(principal.username, peer.username)
     async with ctx.db.read() as conn:
         rows, has_more = await store.history(conn, conv, before=before, after=after, limit=limit)
-        peer_delivered, peer_read = await store.watermarks(conn, peer.id, principal.user_id)
-        _, my_read = await store.watermarks(conn, principal.user_id, peer.id)
+
+    def marks(conn: store.Conn) -> tuple[tuple[int, int], tuple[int, int]]:
+        return (
+            store.watermarks(conn, peer.id, principal.user_id),
+            store.watermarks(conn, principal.user_id, peer.id),
+        )
+
+    (peer_delivered, peer_read), (_, my_read) = await store.run_read(ctx.db, marks)
     return History(
         messages=[public(r) for r in rows],
         has_more=has_more,
@@ -435,11 +498,10 @@ async def acknowledge(
     peer = await _peer(ctx, principal, username)
     conv = dm_conv(principal.username, peer.username)
 
-    async def apply(conn: store.Conn) -> tuple[bool, int]:
-        newest = await store.newest_from(conn, conv, peer.id)
-        moved = await store.advance_txn(conn, principal.user_id, peer.id, kind, min(upto, newest))
+    def apply(conn: store.Conn) -> tuple[bool, int]:
+        moved = store.advance_txn(conn, principal.user_id, peer.id, kind, upto)
         if moved is None:
-            delivered, read = await store.watermarks(conn, principal.user_id, peer.id)
+            delivered, read = store.watermarks(conn, principal.user_id, peer.id)
             return False, read if kind == "read" else delivered
         return True, moved[1] if kind == "read" else moved[0]
 
@@ -453,9 +515,9 @@ async def acknowledge(
             )
             await notify.to_users(ctx, [principal.user_id, peer.id], event)
 
-    job: _Job[tuple[bool, int]] = _Job(users=(), apply=apply, after=after)
-    _, value = await _writer(ctx.db).submit(ctx, job)
-    return value
+    job: _Job[tuple[bool, int]] = _Job(apply=apply, after=after)
+    result: tuple[bool, int] = await _writer(ctx.db).submit(ctx, job)
+    return result[1]
 
 
 # --- BUZZ! -----------------------------------------------------------------------------------

@@ -71,6 +71,13 @@ class Database:
         return cls(url, engine)
 
     @property
+    def write_queue(self) -> asyncio.Lock | None:
+        """SQLite's in-process writer queue (None on PostgreSQL): hold it around a write
+        made outside :meth:`transaction` (e.g. a batch run on a thread), so that writers
+        stay fair and off SQLite's busy timeout."""
+        return self._write_lock
+
+    @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 

@@ -5,32 +5,51 @@ Envelopes are kept as the JSON text the sender's envelope serialises to: ciphert
 and a signature, never plaintext. Every conversation has two ``dm_watermarks`` rows (one per
 direction), created with its first message; they say how far each user's devices have
 acknowledged the other's messages, and they are the conversation list.
+
+The hot path (the checks of a send, and the group commit of messages and receipts) is
+written as plain synchronous SQLAlchemy Core functions over a :class:`Connection`, run by
+:func:`run_read` / :func:`run_write`: on PostgreSQL through the async engine
+(``run_sync``), on SQLite in one hop to a small thread pool with its own synchronous
+engine on the same file. Why: aiosqlite pays a thread hand-off per cursor call (four per
+statement), which measured 0.5 ms of event-loop CPU per simple read against 0.03 ms for
+one hop that runs the whole step; at a thousand DMs a second that is the difference
+between a busy and a saturated event loop. The SQL is the same for both engines.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
     Select,
     and_,
+    bindparam,
     case,
+    create_engine,
     delete,
+    event,
     exists,
     func,
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from echochat.store.db import Database
+from echochat.domain.errors import Unavailable
+from echochat.store.db import Database, _sqlite_begin, _sqlite_connect
 from echochat.store.tables import blocks, device_keys, dm_watermarks, messages, users
 
 __all__ = [
@@ -40,22 +59,24 @@ __all__ = [
     "NewMessage",
     "PeerRow",
     "advance_txn",
-    "by_client_id",
+    "by_client_ids",
     "conversations",
-    "ensure_pair_txn",
+    "ensure_pairs_txn",
     "history",
-    "insert_txn",
-    "newest_from",
+    "insert_many_txn",
     "newest_id",
     "offline_counts",
     "peer_for",
     "purge_before_txn",
     "replay",
+    "run_read",
+    "run_write",
     "serialized",
     "watermarks",
 ]
 
-Conn = AsyncConnection  # what a service's batched step receives (it passes it back here)
+Conn = Connection  # what a batched step receives (it passes it back to this module)
+T = TypeVar("T")
 
 # Advisory lock namespace (the two-int form: namespace, user id), so message locks never
 # collide with another feature's advisory locks.
@@ -115,25 +136,33 @@ class ConversationRow:
     offline: int
 
 
-async def peer_for(
-    conn: AsyncConnection, me: int, username: str, device_id: str | None
-) -> PeerRow | None:
+def _peer_query() -> Any:
+    me = bindparam("me", type_=messages.c.sender_id.type)
+    return select(
+        users.c.id,
+        users.c.username,
+        users.c.display_name,
+        exists()
+        .where(blocks.c.user_id == users.c.id, blocks.c.blocked_id == me)
+        .label("blocked_me"),
+        exists()
+        .where(blocks.c.user_id == me, blocks.c.blocked_id == users.c.id)
+        .label("blocked_by_me"),
+        exists()
+        .where(device_keys.c.user_id == me, device_keys.c.device_id == bindparam("device"))
+        .label("device_known"),
+    ).where(func.lower(users.c.username) == bindparam("name"))
+
+
+# Built once: constructing a statement costs more than running it (SQLAlchemy's cache key).
+_PEER = _peer_query()
+
+
+def peer_for(conn: Connection, me: int, username: str, device_id: str | None) -> PeerRow | None:
     """``username`` (case-insensitively) with the block flags both ways and whether
     ``device_id`` is one of ``me``'s published devices: every check of a send in one query."""
-    blocked_me = exists().where(blocks.c.user_id == users.c.id, blocks.c.blocked_id == me)
-    blocked_by_me = exists().where(blocks.c.user_id == me, blocks.c.blocked_id == users.c.id)
-    device = exists().where(device_keys.c.user_id == me, device_keys.c.device_id == device_id)
-    row = (
-        await conn.execute(
-            select(
-                users.c.id,
-                users.c.username,
-                users.c.display_name,
-                blocked_me.label("blocked_me"),
-                blocked_by_me.label("blocked_by_me"),
-                device.label("device_known"),
-            ).where(func.lower(users.c.username) == username.strip().lower())
-        )
+    row = conn.execute(
+        _PEER, {"me": me, "name": username.strip().lower(), "device": device_id or ""}
     ).first()
     if row is None:
         return None
@@ -145,6 +174,85 @@ async def peer_for(
         blocked_by_me=bool(row.blocked_by_me),
         device_known=device_id is not None and bool(row.device_known),
     )
+
+
+# --- running the hot path ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SqliteSide:
+    engine: Engine
+    executor: ThreadPoolExecutor
+
+
+_sides: weakref.WeakKeyDictionary[Database, _SqliteSide] = weakref.WeakKeyDictionary()
+
+
+def _begin(conn: Any) -> None:
+    # Reads here are single statements: no BEGIN (nor the ROLLBACK that would follow), each
+    # statement is its own snapshot. Writes take the write lock up front, as store.db does.
+    if conn.get_execution_options().get("sqlite_begin") != "NONE":
+        _sqlite_begin(conn)
+
+
+def _side(db: Database) -> _SqliteSide | None:
+    """The synchronous engine and threads for ``db`` when it is SQLite (same pragmas and
+    BEGIN as :mod:`echochat.store.db`), else None."""
+    if db.dialect != "sqlite":
+        return None
+    side = _sides.get(db)
+    if side is None:
+        engine = create_engine(
+            make_url(db.url).set(drivername="sqlite"), pool_size=4, max_overflow=0
+        )
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _begin)
+        executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="echochat-sqlite")
+        side = _sides[db] = _SqliteSide(engine, executor)
+    return side
+
+
+async def run_read(db: Database, step: Callable[[Connection], T]) -> T:
+    """Run ``step`` (synchronous reads) on a connection of ``db``. On SQLite each of its
+    statements reads its own snapshot (no surrounding transaction)."""
+    side = _side(db)
+    if side is None:
+        async with db.read() as conn:
+            return await conn.run_sync(step)
+
+    def work() -> T:
+        with side.engine.connect() as conn:
+            return step(conn.execution_options(sqlite_begin="NONE"))
+
+    return await asyncio.get_running_loop().run_in_executor(side.executor, work)
+
+
+async def run_write(db: Database, step: Callable[[Connection], T]) -> T:
+    """Run ``step`` in one write transaction of ``db``: committed when it returns, rolled
+    back if it raises. On SQLite it holds the in-process writer queue and the write lock
+    from the start (BEGIN IMMEDIATE), like :meth:`Database.transaction`."""
+    side = _side(db)
+    if side is None:
+        async with db.transaction() as conn:
+            return await conn.run_sync(step)
+
+    def work() -> T:
+        with side.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                return step(conn)
+
+    queue = db.write_queue
+    assert queue is not None
+    async with queue:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(side.executor, work)
+        except OperationalError as exc:
+            if "locked" not in str(exc).lower():
+                raise
+            raise Unavailable(
+                "the database is busy; try again in a moment", code="database_busy"
+            ) from exc
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -185,44 +293,59 @@ async def serialized(db: Database, user_ids: Iterable[int]) -> AsyncIterator[Non
                 raise
 
 
-def _upsert_ignore(conn: AsyncConnection, table: Any) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
-async def insert_txn(conn: AsyncConnection, message: NewMessage) -> int | None:
-    """Store a message; its new id, or None when (sender, client_id) exists already."""
-    statement = (
-        _upsert_ignore(conn, messages)
-        .values(
-            conv=message.conv,
-            sender_id=message.sender_id,
-            recipient_id=message.recipient_id,
-            sender_device=message.sender_device,
-            client_id=message.client_id,
-            envelope=message.envelope,
-            created_at=message.created_at,
-        )
+def _insert_messages(dialect: Any) -> Any:
+    return (
+        dialect.insert(messages)
         .on_conflict_do_nothing(index_elements=["sender_id", "client_id"])
-        .returning(messages.c.id)
+        .returning(messages.c.id, messages.c.sender_id, messages.c.client_id)
     )
-    found = (await conn.execute(statement)).scalar_one_or_none()
-    return None if found is None else int(found)
 
 
-async def ensure_pair_txn(conn: AsyncConnection, a: int, b: int, conv: str) -> None:
-    """The conversation's two watermark rows, if missing."""
-    statement = (
-        _upsert_ignore(conn, dm_watermarks)
-        .values(
+def _insert_pairs(dialect: Any) -> Any:
+    return dialect.insert(dm_watermarks).on_conflict_do_nothing(
+        index_elements=["user_id", "peer_id"]
+    )
+
+
+_INSERT_MESSAGES = {d.dialect.name: _insert_messages(d) for d in (sqlite, postgresql)}
+_INSERT_PAIRS = {d.dialect.name: _insert_pairs(d) for d in (sqlite, postgresql)}
+
+
+def insert_many_txn(conn: Connection, batch: list[NewMessage]) -> dict[tuple[int, str], int]:
+    """Store a batch of messages in one statement, ids in list order; the new id per
+    (sender_id, client_id). A pair that exists already (or twice in the batch: the first
+    wins) is skipped and absent from the answer."""
+    if not batch:
+        return {}
+    rows = conn.execute(
+        _INSERT_MESSAGES[conn.dialect.name],
+        [
+            {
+                "conv": m.conv,
+                "sender_id": m.sender_id,
+                "recipient_id": m.recipient_id,
+                "sender_device": m.sender_device,
+                "client_id": m.client_id,
+                "envelope": m.envelope,
+                "created_at": m.created_at,
+            }
+            for m in batch
+        ],
+    )
+    return {(int(sender), str(client)): int(new_id) for new_id, sender, client in rows}
+
+
+def ensure_pairs_txn(conn: Connection, pairs: list[tuple[int, int, str]]) -> None:
+    """The two watermark rows of each conversation (a, b, conv), if missing."""
+    if pairs:
+        conn.execute(
+            _INSERT_PAIRS[conn.dialect.name],
             [
-                {"user_id": a, "peer_id": b, "conv": conv},
-                {"user_id": b, "peer_id": a, "conv": conv},
-            ]
+                {"user_id": x, "peer_id": y, "conv": conv}
+                for a, b, conv in pairs
+                for x, y in ((a, b), (b, a))
+            ],
         )
-        .on_conflict_do_nothing(index_elements=["user_id", "peer_id"])
-    )
-    await conn.execute(statement)
 
 
 # --- reading messages --------------------------------------------------------------------------
@@ -254,15 +377,15 @@ def _rows(result: Any) -> list[MessageRow]:
     return [MessageRow(**row._mapping) for row in result]
 
 
-async def by_client_id(conn: AsyncConnection, sender_id: int, client_id: str) -> MessageRow | None:
-    found = _rows(
-        await conn.execute(
-            _message_query().where(
-                messages.c.sender_id == sender_id, messages.c.client_id == client_id
-            )
-        )
-    )
-    return found[0] if found else None
+def by_client_ids(
+    conn: Connection, keys: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], MessageRow]:
+    """The messages of these (sender_id, client_id) pairs that exist."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    query = _message_query().where(tuple_(messages.c.sender_id, messages.c.client_id).in_(wanted))
+    return {(r.sender_id, r.client_id): r for r in _rows(conn.execute(query))}
 
 
 async def replay(conn: AsyncConnection, user_id: int, after: int, limit: int) -> list[MessageRow]:
@@ -314,64 +437,64 @@ async def history(
     return rows, has_more
 
 
-async def newest_from(conn: AsyncConnection, conv: str, sender_id: int) -> int:
-    """The highest id ``sender_id`` sent in ``conv`` (0: none)."""
-    found = (
-        await conn.execute(
-            select(func.max(messages.c.id)).where(
-                messages.c.conv == conv, messages.c.sender_id == sender_id
-            )
-        )
-    ).scalar_one()
-    return int(found or 0)
-
-
 # --- watermarks ----------------------------------------------------------------------------
 
 
-async def watermarks(conn: AsyncConnection, user_id: int, peer_id: int) -> tuple[int, int]:
+def watermarks(conn: Connection, user_id: int, peer_id: int) -> tuple[int, int]:
     """(delivered_upto, read_upto) of ``user_id`` for ``peer_id``'s messages."""
-    row = (
-        await conn.execute(
-            select(dm_watermarks.c.delivered_upto, dm_watermarks.c.read_upto).where(
-                dm_watermarks.c.user_id == user_id, dm_watermarks.c.peer_id == peer_id
-            )
+    row = conn.execute(
+        select(dm_watermarks.c.delivered_upto, dm_watermarks.c.read_upto).where(
+            dm_watermarks.c.user_id == user_id, dm_watermarks.c.peer_id == peer_id
         )
     ).first()
     return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 
-def _at_least(column: Any, value: int) -> Any:
+def _at_least(column: Any, value: Any) -> Any:
     return case((column < value, value), else_=column)
 
 
-async def advance_txn(
-    conn: AsyncConnection,
+def _advance(kind: Literal["delivered", "read"]) -> Any:
+    peer = bindparam("peer", type_=dm_watermarks.c.peer_id.type)
+    upto = bindparam("upto", type_=dm_watermarks.c.read_upto.type)
+    newest = (
+        select(func.coalesce(func.max(messages.c.id), 0))
+        .where(messages.c.conv == dm_watermarks.c.conv, messages.c.sender_id == peer)
+        .scalar_subquery()
+    )
+    target = case((newest < upto, newest), else_=upto)
+    where = [dm_watermarks.c.user_id == bindparam("user"), dm_watermarks.c.peer_id == peer]
+    if kind == "read":
+        values = {
+            "read_upto": target,
+            "delivered_upto": _at_least(dm_watermarks.c.delivered_upto, target),
+        }
+        where.append(dm_watermarks.c.read_upto < target)
+    else:
+        values = {"delivered_upto": target}
+        where.append(dm_watermarks.c.delivered_upto < target)
+    return (
+        update(dm_watermarks)
+        .where(*where)
+        .values(**values)
+        .returning(dm_watermarks.c.delivered_upto, dm_watermarks.c.read_upto)
+    )
+
+
+_ADVANCE = {"delivered": _advance("delivered"), "read": _advance("read")}
+
+
+def advance_txn(
+    conn: Connection,
     user_id: int,
     peer_id: int,
     kind: Literal["delivered", "read"],
     upto: int,
 ) -> tuple[int, int] | None:
-    """Move a watermark forward to ``upto`` (read also moves delivered); the new
-    (delivered_upto, read_upto), or None if it was there already."""
-    where = [dm_watermarks.c.user_id == user_id, dm_watermarks.c.peer_id == peer_id]
-    if kind == "read":
-        values = {
-            "read_upto": upto,
-            "delivered_upto": _at_least(dm_watermarks.c.delivered_upto, upto),
-        }
-        where.append(dm_watermarks.c.read_upto < upto)
-    else:
-        values = {"delivered_upto": upto}
-        where.append(dm_watermarks.c.delivered_upto < upto)
-    row = (
-        await conn.execute(
-            update(dm_watermarks)
-            .where(*where)
-            .values(**values)
-            .returning(dm_watermarks.c.delivered_upto, dm_watermarks.c.read_upto)
-        )
-    ).first()
+    """Move ``user_id``'s watermark for ``peer_id``'s messages forward to ``upto``, clamped
+    to the peer's newest message in the conversation (``read`` also moves ``delivered``),
+    in one statement; the new (delivered_upto, read_upto), or None if nothing moved."""
+    row = conn.execute(_ADVANCE[kind], {"user": user_id, "peer": peer_id, "upto": upto}).first()
     return None if row is None else (int(row[0]), int(row[1]))
 
 
