@@ -24,7 +24,7 @@ import pytest
 import pytest_asyncio
 import segno
 import segno.encoder
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Route, expect
 
 from echochat.client import EchoChatClient, e2ee
 from echochat.client.e2ee import Keyring
@@ -318,6 +318,63 @@ async def test_passphrase_instead_of_a_recovery_key(
     assert len(restored.keyring.devices) == 2
     await first.assert_clean()
     await second.assert_clean()
+
+
+async def test_a_failed_publish_is_retried_without_a_second_identity(
+    live_server: LiveServer,
+    new_context: NewContext,
+    watch: Watch,
+    sdk_clients: list[EchoChatClient],
+) -> None:
+    """The backup is written, then publishing the device fails (the server is briefly
+    unavailable): Continue again finishes the same keys, under the passphrase now typed."""
+    await register(live_server, ALICE)
+    chat = await first_chat(new_context, watch, live_server, ALICE)
+    page = chat.page
+    failed: list[str] = []
+
+    async def unavailable_once(route: Route) -> None:
+        if failed:
+            await route.continue_()
+            return
+        failed.append(route.request.url)
+        await route.fulfill(
+            status=503,
+            content_type="application/json",
+            body='{"error": {"code": "unavailable", "message": "the server is busy"}}',
+        )
+
+    await page.route("**/api/v1/keys/devices/*", unavailable_once)
+    dialog = page.get_by_role("dialog", name="Protect your messages")
+    await dialog.get_by_label("Passphrase", exact=False).first.check()
+    form = dialog.locator("#keys-passphrase-form")
+    await form.get_by_label("Passphrase", exact=True).fill("first passphrase")
+    await form.get_by_label("Type it again").fill("first passphrase")
+    await form.get_by_role("button", name="Continue").click()
+    await expect(form.get_by_text("The server is busy.")).to_be_visible(timeout=20_000)
+    await expect(lock(chat)).to_have_attribute("data-state", "locked")
+    await form.get_by_label("Passphrase", exact=True).fill(PASSPHRASE)
+    await form.get_by_label("Type it again").fill(PASSPHRASE)
+    await form.get_by_role("button", name="Continue").click()
+    await expect(dialog).to_be_hidden(timeout=20_000)
+    await expect_unlocked(chat)
+
+    client = await sdk(live_server, sdk_clients, ALICE)
+    device_id = await in_session(page, "return s.deviceId;")
+    restored = await e2ee.load_backup(client, PASSPHRASE)
+    assert (restored.version, list(restored.keyring.devices)) == (2, [device_id])
+    with pytest.raises(e2ee.E2EEError):
+        await e2ee.load_backup(client, "first passphrase")
+    directory = await e2ee.fetch_keys(client, "alice")
+    assert directory.identity_key == restored.keyring.identity_key
+    assert [d.device_id for d in directory.devices] == [device_id]
+    # the one refusal was ours
+    assert failed and failed[0].endswith(f"/keys/devices/{device_id}")
+    chat.problems.bad_responses = [r for r in chat.problems.bad_responses if r[1] != 503]
+    chat.problems.console_errors = [
+        e for e in chat.problems.console_errors if "status of 503" not in e[0]
+    ]
+    await chat.assert_clean()
 
 
 async def test_a_backup_written_meanwhile_is_merged_not_lost(

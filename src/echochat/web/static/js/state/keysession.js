@@ -46,7 +46,11 @@ const { E2EEError } = e2ee;
  * @typedef {"starting" | "unlocked" | "setup" | "restore" | "no_backup" | "stale" | "insecure" | "unavailable"} Phase
  */
 /** @typedef {import("./keytrust.js").TrustInfo} TrustInfo */
-/** @typedef {{keyring: Keyring, deviceId: string, version: number}} Pending */
+/**
+ * Keys backed up (under `secret`) but not yet published: a retry after a failed publish
+ * goes on from here instead of writing another identity.
+ * @typedef {{keyring: Keyring, deviceId: string, version: number, secret: string}} Pending
+ */
 
 
 /** @type {KeySession | null} */
@@ -304,7 +308,12 @@ export class KeySession extends Emitter {
         }
         throw error;
       }
-      this.#pending = { keyring, deviceId: device.deviceId, version };
+      this.#pending = { keyring, deviceId: device.deviceId, version, secret };
+    } else if (this.#pending.secret !== secret) {
+      // Backed up, not published yet, and now another secret: the backup follows it.
+      const { keyring, version } = this.#pending;
+      this.#pending.version = await saveMerged(this.#api, this.#me, keyring, secret, version);
+      this.#pending.secret = secret;
     }
     await this.#finish(false);
   }
@@ -334,7 +343,7 @@ export class KeySession extends Emitter {
       }
       const device = await keyring.addDevice();
       const version = await saveMerged(this.#api, this.#me, keyring, secret, this.#backup.version);
-      this.#pending = { keyring, deviceId: device.deviceId, version };
+      this.#pending = { keyring, deviceId: device.deviceId, version, secret };
     }
     await this.#finish(false);
   }
@@ -349,7 +358,7 @@ export class KeySession extends Emitter {
     const device = await keyring.addDevice();
     const blob = await e2ee.encryptBackup(keyring, secret, this.#me);
     const version = await overwriteBackup(this.#api, blob, this.#backupVersion);
-    this.#pending = { keyring, deviceId: device.deviceId, version };
+    this.#pending = { keyring, deviceId: device.deviceId, version, secret };
     await this.#finish(true);
   }
 
@@ -362,6 +371,7 @@ export class KeySession extends Emitter {
     await this.#publish(pending.keyring, pending.deviceId, reset);
     await keystore.saveKeys(this.#me, pending.keyring, pending.deviceId);
     pending.keyring.forgetPrivateBytes();
+    pending.secret = "";
     this.#pending = null;
     this.#backup = null;
     this.#backupVersion = pending.version;
