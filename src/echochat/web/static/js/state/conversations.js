@@ -622,7 +622,11 @@ export class Conversations extends Emitter {
     }
   }
 
-  /** `GET /conversations`: unread and offline counts and the peers' marks. */
+  /**
+   * `GET /conversations` (`{conversations: [{username, display_name, last_message_id,
+   * unread, offline, my_read_upto, peer_delivered_upto, peer_read_upto, ...}]}`): unread
+   * and offline counts and the marks.
+   */
   async refreshCounts() {
     /** @type {any} */
     let answer;
@@ -631,12 +635,12 @@ export class Conversations extends Emitter {
     } catch {
       return; // the counts from offline.summary and the live messages stay
     }
-    const list = Array.isArray(answer) ? answer : answer?.conversations;
+    const list = answer?.conversations;
     if (!Array.isArray(list)) {
       return;
     }
     for (const item of list) {
-      const peer = typeof item?.peer === "string" ? item.peer : item?.username;
+      const peer = item?.username;
       if (typeof peer !== "string") {
         continue;
       }
@@ -648,7 +652,7 @@ export class Conversations extends Emitter {
       conv.unread = whole(item.unread);
       conv.offline = whole(item.offline);
       // Messages that arrived after the server counted are above its newest id.
-      const newest = whole(item.last_id ?? item.last_message_id);
+      const newest = whole(item.last_message_id);
       if (newest) {
         for (const entry of conv.byId.values()) {
           const id = Number(entry.id);
