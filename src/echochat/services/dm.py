@@ -175,21 +175,54 @@ class _Job(Generic[T]):
 
 @dataclass(eq=False)
 class _Send:
-    """A message to store; every message of a batch goes in with one INSERT."""
+    """A message to check and store. Its checks that need the database run inside the
+    batch (one query each, no hop of their own); every accepted message of a batch goes in
+    with one INSERT."""
 
-    new: NewMessage
-    sender: str
-    recipient: str
+    principal: Principal
+    to: str  # as asked: stripped, lower-cased (usernames are canonical lower case)
+    parts: EnvelopeParts | None
+    shape_error: InvalidInput | None
+    envelope: str  # the JSON text stored
+    created_at: datetime
     future: asyncio.Future[Sent] = field(default_factory=lambda: _loop().create_future())
+    new: NewMessage | None = None  # once accepted
+    recipient: str = ""
 
     @property
     def key(self) -> tuple[int, str]:
+        assert self.new is not None
         return self.new.sender_id, self.new.client_id
 
     @property
     def pair(self) -> tuple[int, int]:
+        assert self.new is not None
         a, b = self.new.sender_id, self.new.recipient_id
         return (a, b) if a < b else (b, a)
+
+    @property
+    def device(self) -> str | None:
+        return self.parts.sender_device if self.parts else None
+
+    def accept(self, found: PeerRow | None) -> NewMessage:
+        """The checks of docs/protocol.md in their order (the rate limit came first);
+        raises the first that fails."""
+        peer = _reachable(self.principal, found, self.to)
+        if self.parts is None:
+            assert self.shape_error is not None
+            raise self.shape_error
+        conv = dm_conv(self.principal.username, peer.username)
+        _check_envelope(self.principal, peer, self.parts, conv)
+        self.recipient = peer.username
+        return NewMessage(
+            conv=conv,
+            sender_id=self.principal.user_id,
+            recipient_id=peer.id,
+            sender_device=self.parts.sender_device,
+            client_id=self.parts.client_id,
+            envelope=self.envelope,
+            created_at=self.created_at,
+        )
 
 
 _Item = _Send | _Job[Any]
@@ -238,8 +271,8 @@ class _Writer:
             raise
 
     async def _batch(self, ctx: Context, batch: list[_Item]) -> None:
-        users = {u for item in batch if isinstance(item, _Send) for u in item.pair}
-        async with store.serialized(ctx.db, users):
+        names = {n for i in batch if isinstance(i, _Send) for n in (i.principal.username, i.to)}
+        async with store.serialized(ctx.db, names):
             done: list[tuple[_Item, Any]] = []
             try:
                 done = await self._commit(ctx, batch)
@@ -253,12 +286,18 @@ class _Writer:
                         except Exception as one:
                             _fail(item.future, one)
             for item, result in done:
-                _resolve(item.future, result)
+                if isinstance(result, DomainError):
+                    _fail(item.future, result)
+                else:
+                    _resolve(item.future, result)
             await asyncio.sleep(0)  # the senders' `ok` replies go out before the events
             for item, result in done:
                 try:
+                    if isinstance(result, DomainError):
+                        continue
                     if isinstance(item, _Send):
                         if not result.duplicate:
+                            assert item.new is not None
                             await notify.to_users(
                                 ctx,
                                 [item.new.sender_id, item.new.recipient_id],
@@ -270,50 +309,71 @@ class _Writer:
                     log.exception("could not publish after a commit; clients resync")
 
     async def _commit(self, ctx: Context, batch: list[_Item]) -> list[tuple[_Item, Any]]:
+        """One transaction for the batch; per item its result or its refusal (a
+        :class:`DomainError`, which leaves the others alone)."""
         sends = [item for item in batch if isinstance(item, _Send)]
         jobs = [item for item in batch if isinstance(item, _Job)]
-        new_pairs = {s.pair: s.new.conv for s in sends if s.pair not in self.known_pairs}
+        known = self.known_pairs
 
-        def step(conn: store.Conn) -> list[tuple[_Item, Any]]:
-            store.ensure_pairs_txn(conn, [(a, b, c) for (a, b), c in new_pairs.items()])
-            inserted = store.insert_many_txn(conn, [s.new for s in sends])
-            claimed: set[tuple[int, str]] = set()
-            fresh: list[tuple[_Item, Any]] = []
-            retried: list[_Send] = []
+        def step(conn: store.Conn) -> tuple[list[tuple[_Item, Any]], set[tuple[int, int]]]:
+            out: list[tuple[_Item, Any]] = []
+            accepted: list[_Send] = []
             for item in sends:
+                try:
+                    found = store.peer_for(conn, item.principal.user_id, item.to, item.device)
+                    item.new = item.accept(found)
+                    accepted.append(item)
+                except DomainError as exc:
+                    out.append((item, exc))
+            new_pairs = {s.pair: s for s in accepted if s.pair not in known}
+            store.ensure_pairs_txn(
+                conn, [(a, b, s.new.conv) for (a, b), s in new_pairs.items() if s.new]
+            )
+            inserted = store.insert_many_txn(conn, [s.new for s in accepted if s.new])
+            claimed: set[tuple[int, str]] = set()
+            retried: list[_Send] = []
+            for item in accepted:
                 if item.key in inserted and item.key not in claimed:
                     claimed.add(item.key)
-                    fresh.append((item, inserted[item.key]))
+                    out.append((item, inserted[item.key]))
                 else:
                     retried.append(item)
             originals = store.by_client_ids(conn, [s.key for s in retried])
-            return [
-                *fresh,
-                *((item, originals[item.key]) for item in retried),
-                *((job, job.apply(conn)) for job in jobs),
-            ]
+            out += [(item, originals[item.key]) for item in retried]
+            for job in jobs:
+                try:
+                    out.append((job, job.apply(conn)))
+                except DomainError as exc:
+                    out.append((job, exc))
+            return out, set(new_pairs)
 
-        raw = await store.run_write(ctx.db, step)
+        raw, new_pairs = await store.run_write(ctx.db, step)
         self.known_pairs.update(new_pairs)
         results: list[tuple[_Item, Any]] = []
         for item, value in raw:
-            if isinstance(item, _Send):
+            if isinstance(item, _Send) and not isinstance(value, DomainError):
                 if isinstance(value, int):
                     value = Sent(_fresh(item, value), duplicate=False)
                 else:
                     value = Sent(public(value), duplicate=True)
             results.append((item, value))
+
         # events in commit order: the messages by id, then the receipts as queued
-        results.sort(key=lambda r: (0, r[1].message.id) if isinstance(r[0], _Send) else (1, 0))
+        def order(entry: tuple[_Item, Any]) -> tuple[int, int]:
+            value = entry[1]
+            return (0, value.message.id) if isinstance(value, Sent) else (1, 0)
+
+        results.sort(key=order)
         return results
 
 
 def _fresh(item: _Send, message_id: int) -> DmMessage:
     new = item.new
+    assert new is not None
     return DmMessage(
         id=message_id,
         conv=new.conv,
-        sender=item.sender,
+        sender=item.principal.username,
         recipient=item.recipient,
         sender_device=new.sender_device,
         client_id=new.client_id,
@@ -365,36 +425,24 @@ def _check_envelope(principal: Principal, peer: PeerRow, parts: EnvelopeParts, c
 async def send(ctx: Context, principal: Principal, to: str, envelope: object) -> Sent:
     """Store a DM and tell both users; a retry of (sender, client_id) returns the original.
 
-    Checks, in the order of docs/protocol.md: the recipient (404 / 403 / self), the
-    envelope's shape, conversation, sender, sending device, recipients, the rate limit."""
+    Checks, in the order of docs/protocol.md: the rate limit, the recipient (404 / 403 /
+    self), the envelope's shape, conversation, sender, sending device, recipients. Those
+    that need the database run inside the group commit (:meth:`_Send.accept`)."""
+    await limit(ctx, ctx.settings.rate_limit_dm_account, "dm", str(principal.user_id))
     parts: EnvelopeParts | None = None
     shape_error: InvalidInput | None = None
     try:
         parts = parse_envelope(envelope)
     except InvalidInput as exc:
         shape_error = exc
-    device = parts.sender_device if parts else None
-    found = await store.run_read(
-        ctx.db, lambda conn: store.peer_for(conn, principal.user_id, to, device)
-    )
-    peer = _reachable(principal, found, to)
-    if parts is None:
-        assert shape_error is not None
-        raise shape_error
-    conv = dm_conv(principal.username, peer.username)
-    _check_envelope(principal, peer, parts, conv)
-    await limit(ctx, ctx.settings.rate_limit_dm_account, "dm", str(principal.user_id))
-
-    new = NewMessage(
-        conv=conv,
-        sender_id=principal.user_id,
-        recipient_id=peer.id,
-        sender_device=parts.sender_device,
-        client_id=parts.client_id,
-        envelope=orjson.dumps(envelope).decode(),
+    item = _Send(
+        principal=principal,
+        to=to.strip().lower(),
+        parts=parts,
+        shape_error=shape_error,
+        envelope=orjson.dumps(envelope).decode() if parts else "",
         created_at=ctx.clock(),
     )
-    item = _Send(new, sender=principal.username, recipient=peer.username)
     sent: Sent = await _writer(ctx.db).submit(ctx, item)
     return sent
 
@@ -489,35 +537,50 @@ async def replay(ctx: Context, principal: Principal, cursor: int | None, page: i
 # --- receipts --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Moved:
+    changed: bool
+    value: int
+    peer_id: int
+    peer: str
+    conv: str
+
+
 async def acknowledge(
     ctx: Context, principal: Principal, username: str, kind: ReceiptKind, upto: int
 ) -> int:
     """Move the user's ``kind`` watermark for ``username``'s messages forward to ``upto``
     (clamped to the peer's newest message; ``read`` implies ``delivered``). Both users'
     sockets get ``dm.receipt`` when it moved. The watermark after the call."""
-    peer = await _peer(ctx, principal, username)
-    conv = dm_conv(principal.username, peer.username)
 
-    def apply(conn: store.Conn) -> tuple[bool, int]:
+    def apply(conn: store.Conn) -> _Moved:
+        found = store.peer_for(conn, principal.user_id, username, None)
+        peer = _reachable(principal, found, username)
+        conv = dm_conv(principal.username, peer.username)
         moved = store.advance_txn(conn, principal.user_id, peer.id, kind, upto)
         if moved is None:
             delivered, read = store.watermarks(conn, principal.user_id, peer.id)
-            return False, read if kind == "read" else delivered
-        return True, moved[1] if kind == "read" else moved[0]
+            value = read if kind == "read" else delivered
+        else:
+            value = moved[1] if kind == "read" else moved[0]
+        return _Moved(moved is not None, value, peer.id, peer.username, conv)
 
-    async def after(result: tuple[bool, int]) -> None:
-        changed, value = result
-        if changed:
-            event = DmReceiptEvent(
-                data=DmReceiptData(
-                    conv=conv, reader=principal.username, peer=peer.username, kind=kind, upto=value
-                )
+    async def after(result: _Moved) -> None:
+        if result.changed:
+            data = DmReceiptData(
+                conv=result.conv,
+                reader=principal.username,
+                peer=result.peer,
+                kind=kind,
+                upto=result.value,
             )
-            await notify.to_users(ctx, [principal.user_id, peer.id], event)
+            await notify.to_users(
+                ctx, [principal.user_id, result.peer_id], DmReceiptEvent(data=data)
+            )
 
-    job: _Job[tuple[bool, int]] = _Job(apply=apply, after=after)
-    result: tuple[bool, int] = await _writer(ctx.db).submit(ctx, job)
-    return result[1]
+    job: _Job[_Moved] = _Job(apply=apply, after=after)
+    result: _Moved = await _writer(ctx.db).submit(ctx, job)
+    return result.value
 
 
 # --- BUZZ! -----------------------------------------------------------------------------------

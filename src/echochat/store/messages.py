@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -259,7 +260,7 @@ async def run_write(db: Database, step: Callable[[Connection], T]) -> T:
 
 
 @asynccontextmanager
-async def serialized(db: Database, user_ids: Iterable[int]) -> AsyncIterator[None]:
+async def serialized(db: Database, usernames: Iterable[str]) -> AsyncIterator[None]:
     """Hold a lock per user for the block, so that two writes involving the same user run
     one after the other, commit *and* what follows the commit (the events).
 
@@ -270,9 +271,11 @@ async def serialized(db: Database, user_ids: Iterable[int]) -> AsyncIterator[Non
     published makes every user's messages commit and arrive in id order, across processes.
     The locks are session-level advisory locks taken in ascending order (no deadlock),
     released with ``pg_advisory_unlock_all`` (or by closing the connection if that fails).
+    They are keyed by the (canonical, lower-case) username, which a send knows before it
+    looks anyone up; two names sharing a key only wait for each other.
     SQLite needs nothing: it has one writer, and one process publishes in commit order.
     """
-    keys = sorted({int(u) % 2**31 for u in user_ids})
+    keys = sorted({zlib.crc32(name.encode()) & 0x7FFFFFFF for name in usernames})
     if db.dialect != "postgresql" or not keys:
         yield
         return
