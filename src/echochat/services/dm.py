@@ -168,7 +168,8 @@ class _Job(Generic[T]):
     """A write of its own (a receipt): ``apply`` inside the batch's transaction, ``after``
     after the commit (its events)."""
 
-    apply: Callable[[store.Conn], T]  # synchronous, inside the batch's transaction
+    ask: tuple[int, str]  # (me, username) whose peer row ``apply`` receives
+    apply: Callable[[store.Conn, PeerRow | None], T]  # synchronous, in the transaction
     after: Callable[[T], Awaitable[None]]
     future: asyncio.Future[T] = field(default_factory=lambda: _loop().create_future())
 
@@ -318,9 +319,11 @@ class _Writer:
         def step(conn: store.Conn) -> tuple[list[tuple[_Item, Any]], set[tuple[int, int]]]:
             out: list[tuple[_Item, Any]] = []
             accepted: list[_Send] = []
-            for item in sends:
+            asks = [(i.principal.user_id, i.to, i.device) for i in sends]
+            asks += [(*job.ask, None) for job in jobs]
+            peers = store.peers_for(conn, asks)
+            for item, found in zip(sends, peers, strict=False):
                 try:
-                    found = store.peer_for(conn, item.principal.user_id, item.to, item.device)
                     item.new = item.accept(found)
                     accepted.append(item)
                 except DomainError as exc:
@@ -340,9 +343,9 @@ class _Writer:
                     retried.append(item)
             originals = store.by_client_ids(conn, [s.key for s in retried])
             out += [(item, originals[item.key]) for item in retried]
-            for job in jobs:
+            for job, found in zip(jobs, peers[len(sends) :], strict=True):
                 try:
-                    out.append((job, job.apply(conn)))
+                    out.append((job, job.apply(conn, found)))
                 except DomainError as exc:
                     out.append((job, exc))
             return out, set(new_pairs)
@@ -553,8 +556,7 @@ async def acknowledge(
     (clamped to the peer's newest message; ``read`` implies ``delivered``). Both users'
     sockets get ``dm.receipt`` when it moved. The watermark after the call."""
 
-    def apply(conn: store.Conn) -> _Moved:
-        found = store.peer_for(conn, principal.user_id, username, None)
+    def apply(conn: store.Conn, found: PeerRow | None) -> _Moved:
         peer = _reachable(principal, found, username)
         conv = dm_conv(principal.username, peer.username)
         moved = store.advance_txn(conn, principal.user_id, peer.id, kind, upto)
@@ -578,7 +580,7 @@ async def acknowledge(
                 ctx, [principal.user_id, result.peer_id], DmReceiptEvent(data=data)
             )
 
-    job: _Job[_Moved] = _Job(apply=apply, after=after)
+    job: _Job[_Moved] = _Job(ask=(principal.user_id, username), apply=apply, after=after)
     result: _Moved = await _writer(ctx.db).submit(ctx, job)
     return result.value
 

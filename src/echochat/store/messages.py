@@ -68,6 +68,7 @@ __all__ = [
     "newest_id",
     "offline_counts",
     "peer_for",
+    "peers_for",
     "purge_before_txn",
     "replay",
     "run_read",
@@ -137,44 +138,66 @@ class ConversationRow:
     offline: int
 
 
-def _peer_query() -> Any:
-    me = bindparam("me", type_=messages.c.sender_id.type)
-    return select(
-        users.c.id,
-        users.c.username,
-        users.c.display_name,
-        exists()
-        .where(blocks.c.user_id == users.c.id, blocks.c.blocked_id == me)
-        .label("blocked_me"),
-        exists()
-        .where(blocks.c.user_id == me, blocks.c.blocked_id == users.c.id)
-        .label("blocked_by_me"),
-        exists()
-        .where(device_keys.c.user_id == me, device_keys.c.device_id == bindparam("device"))
-        .label("device_known"),
-    ).where(func.lower(users.c.username) == bindparam("name"))
+_USERS_NAMED = select(users.c.id, users.c.username, users.c.display_name).where(
+    func.lower(users.c.username).in_(bindparam("names", expanding=True))
+)
+_BLOCKS_AMONG = select(blocks.c.user_id, blocks.c.blocked_id).where(
+    tuple_(blocks.c.user_id, blocks.c.blocked_id).in_(bindparam("pairs", expanding=True))
+)
+_DEVICES_AMONG = select(device_keys.c.user_id, device_keys.c.device_id).where(
+    tuple_(device_keys.c.user_id, device_keys.c.device_id).in_(bindparam("devices", expanding=True))
+)
 
 
-# Built once: constructing a statement costs more than running it (SQLAlchemy's cache key).
-_PEER = _peer_query()
+def peers_for(conn: Connection, asks: list[tuple[int, str, str | None]]) -> list[PeerRow | None]:
+    """For each (me, username, device id): ``username`` (case-insensitively) with the block
+    flags both ways and whether the device is one of ``me``'s published devices. Every
+    check of a batch of sends and receipts in three queries, whatever the batch's size."""
+    if not asks:
+        return []
+    names = sorted({name.strip().lower() for _, name, _ in asks})
+    found = {str(row.username).lower(): row for row in conn.execute(_USERS_NAMED, {"names": names})}
+    pairs: set[tuple[int, int]] = set()
+    devices: set[tuple[int, str]] = set()
+    for me, name, device in asks:
+        row = found.get(name.strip().lower())
+        if row is not None:
+            pairs |= {(me, int(row.id)), (int(row.id), me)}
+        if device is not None:
+            devices.add((me, device))
+    blocked = (
+        {(int(a), int(b)) for a, b in conn.execute(_BLOCKS_AMONG, {"pairs": sorted(pairs)})}
+        if pairs
+        else set()
+    )
+    published = (
+        {(int(u), str(d)) for u, d in conn.execute(_DEVICES_AMONG, {"devices": sorted(devices)})}
+        if devices
+        else set()
+    )
+    out: list[PeerRow | None] = []
+    for me, name, device in asks:
+        row = found.get(name.strip().lower())
+        if row is None:
+            out.append(None)
+            continue
+        peer = int(row.id)
+        out.append(
+            PeerRow(
+                id=peer,
+                username=str(row.username),
+                display_name=str(row.display_name),
+                blocked_me=(peer, me) in blocked,
+                blocked_by_me=(me, peer) in blocked,
+                device_known=device is not None and (me, device) in published,
+            )
+        )
+    return out
 
 
 def peer_for(conn: Connection, me: int, username: str, device_id: str | None) -> PeerRow | None:
-    """``username`` (case-insensitively) with the block flags both ways and whether
-    ``device_id`` is one of ``me``'s published devices: every check of a send in one query."""
-    row = conn.execute(
-        _PEER, {"me": me, "name": username.strip().lower(), "device": device_id or ""}
-    ).first()
-    if row is None:
-        return None
-    return PeerRow(
-        id=int(row.id),
-        username=str(row.username),
-        display_name=str(row.display_name),
-        blocked_me=bool(row.blocked_me),
-        blocked_by_me=bool(row.blocked_by_me),
-        device_known=device_id is not None and bool(row.device_known),
-    )
+    """One :func:`peers_for`."""
+    return peers_for(conn, [(me, username, device_id)])[0]
 
 
 # --- running the hot path ----------------------------------------------------------------------
@@ -460,10 +483,15 @@ def _at_least(column: Any, value: Any) -> Any:
 def _advance(kind: Literal["delivered", "read"]) -> Any:
     peer = bindparam("peer", type_=dm_watermarks.c.peer_id.type)
     upto = bindparam("upto", type_=dm_watermarks.c.read_upto.type)
-    newest = (
-        select(func.coalesce(func.max(messages.c.id), 0))
+    # the peer's newest message: walk the conversation's index down from its newest entry
+    # to the first from the peer (``max()`` with that filter would read the whole index)
+    newest = func.coalesce(
+        select(messages.c.id)
         .where(messages.c.conv == dm_watermarks.c.conv, messages.c.sender_id == peer)
-        .scalar_subquery()
+        .order_by(messages.c.id.desc())
+        .limit(1)
+        .scalar_subquery(),
+        0,
     )
     target = case((newest < upto, newest), else_=upto)
     where = [dm_watermarks.c.user_id == bindparam("user"), dm_watermarks.c.peer_id == peer]
