@@ -285,14 +285,18 @@ async def test_the_dm_rate_limit_is_per_sender(make_settings: MakeSettings) -> N
         bob = await person(server.http, server.url, "bob")
         carol = await person(server.http, server.url, "carol")
         sock = await server.connect(alice.user)
-        for index in range(3):
+        for index in range(2):
             await send(
                 sock,
                 "bob" if index % 2 else "carol",
                 await alice.seal("bob" if index % 2 else "carol", f"m{index}"),
             )
+        # the limit is checked first: a refused attempt counts too ...
+        assert (await send_refused(sock, "nobody", {"v": 1}))["code"] == "user_not_found"
         refused = await send_refused(sock, "bob", await alice.seal("bob", "one too many"))
         assert refused["code"] == "rate_limited"
+        # ... and past it nothing else is looked at (no hint whether "nobody" exists)
+        assert (await send_refused(sock, "nobody", {"v": 1}))["code"] == "rate_limited"
         assert "time" in await sock.call("ping", {})
         over_http = await post_message(server.http, alice, "bob", await alice.seal("bob", "x"))
         assert over_http.status_code == 429, over_http.text
@@ -300,7 +304,7 @@ async def test_the_dm_rate_limit_is_per_sender(make_settings: MakeSettings) -> N
         # another sender is not affected
         bob_sock = await server.connect(bob.user)
         await send(bob_sock, "alice", await bob.seal("alice", "my own budget"))
-        assert len(await stored(server)) == 4
+        assert len(await stored(server)) == 3
         await close_all(sock, bob_sock)
         for who in (alice, bob, carol):
             await who.aclose()

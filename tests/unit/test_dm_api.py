@@ -6,6 +6,7 @@ and retention (docs/protocol.md, "Direct messages").
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -353,3 +354,21 @@ async def test_retention_purges_in_batches(start: Start) -> None:
         finally:
             dm.PURGE_BATCH = original
         assert await site.count() == 0
+
+
+async def test_retention_runs_when_the_app_starts(start: Start) -> None:
+    """The hourly purge also runs at start: old messages are gone after a restart."""
+    async with start(message_retention_days=1) as site:
+        alice = await site.person("alice")
+        await site.person("bob")
+        site.ctx.clock = Clock(datetime.now(UTC) - timedelta(days=3))
+        await sent(site, alice, "bob", "old")
+        site.ctx.clock = Clock(datetime.now(UTC))
+        await sent(site, alice, "bob", "new")
+        assert await site.count() == 2
+    async with start(message_retention_days=1) as again:
+        for _ in range(500):  # poll the database for up to 10 s
+            if await again.count() == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert await again.count() == 1
