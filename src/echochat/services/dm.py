@@ -24,12 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar
 
 import orjson
+from pydantic import BaseModel
 
 from echochat.domain.e2ee import EnvelopeParts, parse_envelope
 from echochat.domain.errors import DomainError, Forbidden, InvalidInput, NotFound, Unavailable
@@ -165,12 +166,12 @@ def _loop() -> asyncio.AbstractEventLoop:
 
 @dataclass(eq=False)
 class _Job(Generic[T]):
-    """A write of its own (a receipt): ``apply`` inside the batch's transaction, ``after``
-    after the commit (its events)."""
+    """A write of its own (a receipt): ``apply`` inside the batch's transaction, then its
+    ``events`` after the commit."""
 
     ask: tuple[int, str]  # (me, username) whose peer row ``apply`` receives
     apply: Callable[[store.Conn, PeerRow | None], T]  # synchronous, in the transaction
-    after: Callable[[T], Awaitable[None]]
+    events: Callable[[T], list[tuple[list[int], BaseModel]]]  # to publish after the commit
     future: asyncio.Future[T] = field(default_factory=lambda: _loop().create_future())
 
 
@@ -292,22 +293,20 @@ class _Writer:
                 else:
                     _resolve(item.future, result)
             await asyncio.sleep(0)  # the senders' `ok` replies go out before the events
+            events: list[tuple[list[int], BaseModel]] = []
             for item, result in done:
-                try:
-                    if isinstance(result, DomainError):
-                        continue
-                    if isinstance(item, _Send):
-                        if not result.duplicate:
-                            assert item.new is not None
-                            await notify.to_users(
-                                ctx,
-                                [item.new.sender_id, item.new.recipient_id],
-                                DmMessageEvent(data=result.message),
-                            )
-                    else:
-                        await item.after(result)
-                except Exception:
-                    log.exception("could not publish after a commit; clients resync")
+                if isinstance(result, DomainError):
+                    continue
+                if isinstance(item, _Send):
+                    if not result.duplicate and item.new is not None:
+                        users = [item.new.sender_id, item.new.recipient_id]
+                        events.append((users, DmMessageEvent(data=result.message)))
+                else:
+                    events += item.events(result)
+            try:
+                await notify.to_users_in_order(ctx, events)
+            except Exception:
+                log.exception("could not publish after a commit; clients resync")
 
     async def _commit(self, ctx: Context, batch: list[_Item]) -> list[tuple[_Item, Any]]:
         """One transaction for the batch; per item its result or its refusal (a
@@ -567,20 +566,19 @@ async def acknowledge(
             value = moved[1] if kind == "read" else moved[0]
         return _Moved(moved is not None, value, peer.id, peer.username, conv)
 
-    async def after(result: _Moved) -> None:
-        if result.changed:
-            data = DmReceiptData(
-                conv=result.conv,
-                reader=principal.username,
-                peer=result.peer,
-                kind=kind,
-                upto=result.value,
-            )
-            await notify.to_users(
-                ctx, [principal.user_id, result.peer_id], DmReceiptEvent(data=data)
-            )
+    def events(result: _Moved) -> list[tuple[list[int], BaseModel]]:
+        if not result.changed:
+            return []
+        data = DmReceiptData(
+            conv=result.conv,
+            reader=principal.username,
+            peer=result.peer,
+            kind=kind,
+            upto=result.value,
+        )
+        return [([principal.user_id, result.peer_id], DmReceiptEvent(data=data))]
 
-    job: _Job[_Moved] = _Job(ask=(principal.user_id, username), apply=apply, after=after)
+    job: _Job[_Moved] = _Job(ask=(principal.user_id, username), apply=apply, events=events)
     result: _Moved = await _writer(ctx.db).submit(ctx, job)
     return result.value
 
