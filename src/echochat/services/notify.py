@@ -47,21 +47,33 @@ async def to_users(ctx: Context, user_ids: list[int], event: BaseModel) -> None:
         await ctx.bus.publish(user_channel(user_id), frame)
 
 
-async def to_users_in_order(ctx: Context, events: list[tuple[list[int], BaseModel]]) -> None:
+async def to_users_in_order(
+    ctx: Context, events: list[tuple[list[int], BaseModel]], *, concurrency: int = 8
+) -> None:
     """Several events, each to its users (serialised once each): every user's channel gets
-    its events in the given order, and different channels are published concurrently (one
-    round trip per channel rather than one per event on Redis)."""
+    its events in the given order; up to ``concurrency`` channels are published at once
+    (on Redis, round trips overlap instead of adding up). A channel that fails does not
+    stop the others; the first failure is raised at the end."""
     by_user: dict[int, list[bytes]] = {}
     for user_ids, event in events:
         frame = b"E" + event_frame(event)
         for user_id in user_ids:
             by_user.setdefault(user_id, []).append(frame)
+    pending = list(by_user.items())
+    failures: list[BaseException] = []
 
-    async def one(user_id: int, frames: list[bytes]) -> None:
-        for frame in frames:
-            await ctx.bus.publish(user_channel(user_id), frame)
+    async def worker() -> None:
+        while pending:
+            user_id, frames = pending.pop()
+            try:
+                for frame in frames:
+                    await ctx.bus.publish(user_channel(user_id), frame)
+            except Exception as exc:
+                failures.append(exc)
 
-    await asyncio.gather(*(one(u, f) for u, f in by_user.items()))
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(pending)))))
+    if failures:
+        raise failures[0]
 
 
 async def kick(
