@@ -100,6 +100,11 @@ class Chat:
     def window(self) -> Locator:
         return self.page.get_by_role("region", name="EchoChat — Buddy list")
 
+    @property
+    def notice(self) -> Locator:
+        """The buddy list's notice line (what an action did, what went wrong)."""
+        return self.window.locator("#buddy-notice")
+
     def buddy(self, username: str) -> Locator:
         return self.window.locator(f'.buddy[data-username="{username}"]')
 
@@ -144,10 +149,13 @@ async def open_chat(
     server: LiveServer,
     who: Account,
     path: str = "/chat",
+    *,
+    dismiss_keys: bool = True,
     **context_options: Any,
 ) -> Chat:
     """A fresh browser context where ``who`` signs in and lands on ``path`` (/chat...),
-    connected to the realtime socket."""
+    connected to the realtime socket; the encryption set-up dialog is answered with "Not
+    now" unless ``dismiss_keys`` is false (for the journeys about encryption itself)."""
     context = await new_context(**context_options)
     page = await context.new_page()
     problems = await watch(page)
@@ -155,4 +163,33 @@ async def open_chat(
     await page.wait_for_url(server.url + path)
     chat = Chat(who, page, problems)
     await chat.connected()
+    if dismiss_keys:
+        await dismiss_key_setup(page)
     return chat
+
+
+# Waits until the page's key session (state/keysession.js) has looked for keys; then says
+# whether its set-up dialog is due: not when the user put it off in this tab already.
+_KEYS_SETTLED = """
+async () => {
+  const { currentSession } = await import("/static/js/state/keysession.js");
+  const session = currentSession();
+  while (session && session.phase === "starting") {
+    await new Promise((resolve) => session.on("state", resolve));
+  }
+  const phase = session ? session.phase : null;
+  const later = sessionStorage.getItem(`echochat.keys.later:${session?.me}`) === "1";
+  return ["setup", "restore", "no_backup"].includes(phase) && !later;
+}
+"""
+
+
+async def dismiss_key_setup(page: Page) -> None:
+    """Let the key session settle; a journey that is not about encryption then answers the
+    set-up dialog of a first sign-in with "Not now", as a user who only wants the buddy list
+    would (the dialog then stays away for the rest of the tab's session)."""
+    if await page.evaluate(_KEYS_SETTLED):
+        dialog = page.locator("dialog[open]")
+        await expect(dialog).to_have_count(1)
+        await dialog.get_by_role("button", name="Not now").click()
+        await expect(dialog).to_have_count(0)

@@ -139,10 +139,9 @@ async def open_pm_chat(
     keys: bool = True,
     **context_options: Any,
 ) -> Pm:
-    """``who`` signed in on /chat in a fresh browser context, with keys set up."""
-    chat = await open_chat(new_context, watch, server, who, **context_options)
-    # A first sign-in: the key session asks whether a key backup exists (not yet).
-    chat.problems.expect_refusal("/api/v1/keys/backup", 404)
+    """``who`` signed in on /chat in a fresh browser context, with keys set up (or, with
+    ``keys=False``, with the page's own key dialog left open for the test)."""
+    chat = await open_chat(new_context, watch, server, who, dismiss_keys=keys, **context_options)
     if keys:
         await set_up_keys(chat.page)
     return Pm(chat)

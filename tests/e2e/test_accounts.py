@@ -26,6 +26,7 @@ from tests.e2e.accounts import (
     sign_up,
     wait_for_email,
 )
+from tests.e2e.buddylist import dismiss_key_setup
 from tests.e2e.conftest import PHONE, NewContext, Watch
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -61,6 +62,7 @@ async def test_register_sign_out_and_sign_in_again(
     await sign_up(page, live_server, ALICE)
 
     await page.wait_for_url(url + "/chat")
+    await dismiss_key_setup(page)
     await expect(page.get_by_role("heading", level=1)).to_have_text("Hi, Alice Liddell!")
     buddies = page.get_by_role("region", name="EchoChat — Buddy list")
     await expect(buddies).to_contain_text("Alice Liddell")
@@ -81,6 +83,7 @@ async def test_register_sign_out_and_sign_in_again(
     # A `next` that leaves the site is ignored...
     await sign_in(page, live_server, ALICE.username, ALICE.password, "/login?next=//example.org/")
     await page.wait_for_url(url + "/chat")
+    await dismiss_key_setup(page)
     await page.get_by_role("button", name="Sign out").click()
     await page.wait_for_url(url + "/login")
 
@@ -199,6 +202,7 @@ async def test_forgot_password_then_reset_by_link(
     await expect_status(page, "Wrong username or password.")
     await sign_in(page, live_server, ALICE.username, NEW_PASSWORD, path=None)
     await page.wait_for_url(url + "/chat")
+    await dismiss_key_setup(page)
     await problems.assert_clean()
 
 
@@ -242,6 +246,7 @@ async def test_forgot_password_then_reset_by_pin(
     await page.wait_for_url(url + "/login")
     await sign_in(page, live_server, ALICE.username, NEW_PASSWORD, path=None)
     await page.wait_for_url(url + "/chat")
+    await dismiss_key_setup(page)
     await problems.assert_clean()
 
 
@@ -256,8 +261,10 @@ async def test_signed_in_devices(
 
     await sign_up(laptop, live_server, ALICE)
     await laptop.wait_for_url(url + "/chat")
+    await dismiss_key_setup(laptop)
     await sign_in(phone, live_server, ALICE.username, ALICE.password)
     await phone.wait_for_url(url + "/chat")
+    await dismiss_key_setup(phone)
     await phone.screenshot(path=output_dir / "chat-phone.png", full_page=True)
     await no_sideways_scroll(phone)
 
@@ -320,6 +327,7 @@ async def test_first_admin_claims_the_server(
     await page.screenshot(path=output_dir / "claim-desktop.png", full_page=True)
     await page.get_by_role("button", name="Create admin account").click()
     await page.wait_for_url(url + "/chat")
+    await dismiss_key_setup(page)
     await expect(page.get_by_role("heading", level=1)).to_have_text("Hi, The Admin!")
     await expect(page.get_by_text("Admin", exact=True)).to_be_visible()
     assert "#" not in page.url
@@ -359,6 +367,7 @@ async def test_register_on_a_phone(
     await page.screenshot(path=output_dir / "register-phone.png", full_page=True)
     await sign_up(page, live_server, ALICE)
     await page.wait_for_url(live_server.url + "/chat")
+    await dismiss_key_setup(page)
     await expect(page.get_by_role("heading", level=1)).to_have_text("Hi, Alice Liddell!")
     dock = page.get_by_role("navigation", name="Open conversations")
     await expect(dock).to_be_in_viewport()

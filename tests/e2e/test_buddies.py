@@ -201,7 +201,7 @@ async def test_add_accept_and_live_presence(
     await alice.page.screenshot(path=output_dir / "add-buddy-dialog.png")
     await add.get_by_role("button", name="Send request").click()
     await expect(add).to_be_hidden()
-    await expect(alice.window.get_by_role("status").first).to_contain_text("Request sent to bob")
+    await expect(alice.notice).to_contain_text("Request sent to bob")
 
     # Bob sees it live, reads the message and accepts into a new group of his.
     alert = bob.window.locator("#request-alert")
@@ -313,7 +313,7 @@ async def test_groups_stealth_and_block(
     await expect(alice.group("Friends")).to_contain_text("2/3 online")
 
     menu = await alice.buddy_menu("bob")
-    await expect(menu.get_by_role("menuitem", name="Move to group…")).to_be_focused()
+    await expect(menu.get_by_role("menuitem", name="Send a message")).to_be_focused()
     await alice.page.screenshot(path=output_dir / "context-menu.png")
     await menu.get_by_role("menuitem", name="Move to group…").click()
     move = alice.page.get_by_role("dialog", name="Move to group")
@@ -371,9 +371,7 @@ async def test_groups_stealth_and_block(
     await requests.get_by_role("button", name="Decline").click()
     await expect(requests).to_contain_text("No one is waiting for your answer.")
     await carol.page.keyboard.press("Escape")
-    await expect(bob.window.get_by_role("status").first).to_have_text(
-        "Your buddy request to carol was declined."
-    )
+    await expect(bob.notice).to_have_text("Your buddy request to carol was declined.")
 
     await carol.menu("Contacts", "add")
     add = carol.page.get_by_role("dialog", name="Add a buddy")

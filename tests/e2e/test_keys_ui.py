@@ -79,7 +79,7 @@ async def first_chat(
     new_context: NewContext, watch: Watch, server: LiveServer, who: Account, **options: Any
 ) -> Chat:
     """``who`` signs in on a browser that has no keys, to an account without a backup yet."""
-    chat = await open_chat(new_context, watch, server, who, **options)
+    chat = await open_chat(new_context, watch, server, who, dismiss_keys=False, **options)
     chat.problems.expect_refusal("/api/v1/keys/backup", 404)  # "no backup yet": first run
     return chat
 
@@ -210,7 +210,7 @@ async def test_second_browser_restores_with_the_recovery_key_and_reads_old_messa
     )
     assert [k["device"] for k in envelope["keys"] if k["user"] == "alice"] == [first_device]
 
-    second = await open_chat(new_context, watch, live_server, ALICE)
+    second = await open_chat(new_context, watch, live_server, ALICE, dismiss_keys=False)
     page = second.page
     dialog = page.get_by_role("dialog", name="Unlock your messages")
     await expect(dialog).to_be_visible()
@@ -306,7 +306,7 @@ async def test_passphrase_instead_of_a_recovery_key(
     client = await sdk(live_server, sdk_clients, ALICE)
     assert (await e2ee.load_backup(client, PASSPHRASE)).version == 1
 
-    second = await open_chat(new_context, watch, live_server, ALICE)
+    second = await open_chat(new_context, watch, live_server, ALICE, dismiss_keys=False)
     restore_dialog = second.page.get_by_role("dialog", name="Unlock your messages")
     await restore_dialog.get_by_label("Recovery key or passphrase").fill("correct horse battery")
     await restore_dialog.get_by_role("button", name="Unlock").click()
@@ -388,7 +388,7 @@ async def test_a_backup_written_meanwhile_is_merged_not_lost(
     ring, _ = await sdk_user(alice, "alice-laptop-1")
     assert await e2ee.save_backup(alice, ring, PASSPHRASE) == 1
 
-    chat = await open_chat(new_context, watch, live_server, ALICE)
+    chat = await open_chat(new_context, watch, live_server, ALICE, dismiss_keys=False)
     await expect(chat.page.get_by_role("dialog", name="Unlock your messages")).to_be_visible()
     # The page holds backup version 1. Another program adds a device and writes version 2.
     ring.add_device("alice-phone-02")
@@ -430,7 +430,7 @@ async def test_start_fresh_explains_resets_and_warns(
         " await s.trust('alice');",
     )
 
-    second = await open_chat(new_context, watch, live_server, ALICE)
+    second = await open_chat(new_context, watch, live_server, ALICE, dismiss_keys=False)
     page = second.page
     dialog = page.get_by_role("dialog", name="Unlock your messages")
     await dialog.get_by_role("button", name="I lost it — start fresh…").click()
@@ -820,9 +820,11 @@ async def test_too_many_backup_downloads_say_so(
     await register(server, ALICE)
     chat = await first_chat(new_context, watch, server, ALICE)  # asks once: "no backup yet"
     await set_up_recovery_key(chat)
-    second = await open_chat(new_context, watch, server, ALICE)  # downloads once
+    second = await open_chat(
+        new_context, watch, server, ALICE, dismiss_keys=False
+    )  # downloads once
     await expect(second.page.get_by_role("dialog", name="Unlock your messages")).to_be_visible()
-    third = await open_chat(new_context, watch, server, ALICE)
+    third = await open_chat(new_context, watch, server, ALICE, dismiss_keys=False)
     third.problems.expect_refusal("/api/v1/keys/backup", 429)
     dialog = third.page.get_by_role("dialog", name="Encryption unavailable")
     await expect(dialog).to_contain_text("Too many key-backup downloads")

@@ -150,6 +150,34 @@ export class KeySession extends Emitter {
     this.emit("prompt", { phase: this.phase });
   }
 
+  /** The key for "the user said Not now in this tab": no dialog at each page load then. */
+  get #laterKey() {
+    return `echochat.keys.later:${this.#me}`;
+  }
+
+  /** Remember (for this tab's session) that the user put the key dialog off. */
+  putOff() {
+    try {
+      window.sessionStorage.setItem(this.#laterKey, "1");
+    } catch {
+      // storage unavailable: the dialog simply comes back at the next load
+    }
+  }
+
+  /** The dialog a page load asks for by itself, unless the user put it off in this tab
+   * (the padlock, the bar over the list and a locked window still offer it). */
+  #autoPrompt() {
+    let later = false;
+    try {
+      later = window.sessionStorage.getItem(this.#laterKey) === "1";
+    } catch {
+      later = false;
+    }
+    if (!later) {
+      this.promptUnlock();
+    }
+  }
+
   // --- starting: IndexedDB, then what the server has -----------------------------------------
 
   /**
@@ -163,7 +191,7 @@ export class KeySession extends Emitter {
         "insecure",
         "Encryption needs a secure connection: open EchoChat over https (or on localhost).",
       );
-      this.promptUnlock();
+      this.#autoPrompt();
       return;
     }
     /** @type {{keyring: Keyring, deviceId: string} | null} */
@@ -184,7 +212,7 @@ export class KeySession extends Emitter {
     }
     await this.#findBackup();
     if (!this.unlocked) {
-      this.promptUnlock();
+      this.#autoPrompt();
     }
   }
 

@@ -85,6 +85,15 @@ export class KeySetup {
     });
     session.on("state", () => this.showState());
     session.on("prompt", () => this.prompt());
+    // Closing a key dialog while still locked ("Not now", Escape, the close box) puts it
+    // off for this tab: it does not come back by itself at every page load.
+    for (const dialog of [this.setupDialog, this.restoreDialog, this.freshDialog]) {
+      dialog.addEventListener("close", () => {
+        if (!this.session.unlocked) {
+          this.session.putOff();
+        }
+      });
+    }
     this.showState();
   }
 
