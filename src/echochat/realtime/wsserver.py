@@ -63,7 +63,9 @@ _DEFLATE: list[ServerExtensionFactory] = [
         server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5}
     )
 ]
-_LATIN1_HEADERS = websockets_version >= "17.0"  # how websockets decodes header values
+# How websockets decodes header values (latin-1 from 17.0 on); compared as numbers, since
+# "9.1" >= "17.0" as strings.
+_LATIN1_HEADERS = tuple(int(p) for p in websockets_version.split(".")[:2] if p.isdigit()) >= (17, 0)
 CLOSE_TIMEOUT = 10.0  # seconds to wait for the peer's close frame after ours
 
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
