@@ -10,9 +10,9 @@ ensure_venv test
 
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> installing Debian's chromium for the browser tests"
+    echo "==> installing Debian's chromium (and a colour emoji font, for the screenshots)"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null
   else
     echo "warning: /usr/bin/chromium is missing; browser tests will be skipped (install it: sudo apt-get install -y chromium)" >&2
   fi
