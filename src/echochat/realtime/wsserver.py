@@ -364,6 +364,25 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         if output:
             self.transport.write(b"".join(output))
 
+    def send_text_now(self, text: str) -> bool:
+        """Write a text frame at once, without a task or an ASGI message, when nothing
+        stands in the way (open, no close sent, the transport not paused); False when the
+        caller must take the ASGI ``send`` path instead (which waits or raises)."""
+        if (
+            self._write_paused
+            or self.disconnected
+            or self.close_sent
+            or not self.handshake_complete
+            or self.initial_response is not None
+        ):
+            return False
+        try:
+            self.conn.send_text(text.encode())
+        except InvalidState:
+            return False
+        self._write_pending()
+        return True
+
     async def send(self, message: Message) -> None:
         """ASGI ``send``."""
         if self._write_paused:
