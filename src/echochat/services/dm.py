@@ -76,7 +76,7 @@ log = logging.getLogger("echochat.dm")
 
 HISTORY_LIMIT = 50
 HISTORY_MAX = 200
-MAX_BATCH = 64  # writes per group commit
+MAX_BATCH = 256  # writes per group commit (64 kept up with ~720 DMs/s; docs/performance.md)
 PURGE_BATCH = 1000
 
 ReceiptKind = Literal["delivered", "read"]

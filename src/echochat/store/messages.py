@@ -19,6 +19,7 @@ between a busy and a saturated event loop. The SQL is the same for both engines.
 from __future__ import annotations
 
 import asyncio
+import sys
 import weakref
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -83,6 +84,7 @@ T = TypeVar("T")
 # Advisory lock namespace (the two-int form: namespace, user id), so message locks never
 # collide with another feature's advisory locks.
 _LOCK_NAMESPACE = 0x4543
+SWITCH_INTERVAL = 0.0005  # seconds; see _side()
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,13 @@ def _side(db: Database) -> _SqliteSide | None:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _begin)
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="echochat-sqlite")
+        # The writer thread and the event loop share the GIL. A thread that gets it back
+        # after each SQLite call (which releases it) waits up to the switch interval (5 ms
+        # by default) while the loop is busy: a batch of a few dozen statements then took
+        # 100+ ms of mostly waiting. 0.5 ms took the bar's p50 from 270 to 68 ms
+        # (docs/performance.md, "dm").
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         side = _sides[db] = _SqliteSide(engine, executor)
     return side
 
