@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import JSON, String, Text, func, select
 
 from echochat.domain.e2ee import b64e
+from echochat.services import accounts, dm
 from echochat.store.tables import messages, metadata
 from tests.dmutil import (
     Person,
@@ -381,6 +382,51 @@ async def test_receipts_move_forward_only_are_clamped_and_reach_both_users(
     )
     assert (await alice_sock.error("dm.read", {"peer": "bob", "upto": 1}))["code"] == "blocked"
     await close_all(alice_sock, bob_1, bob_2, carol_sock)
+
+
+async def test_receipts_of_one_batch_coalesce_each_ack_gets_its_answer(
+    server: Server, people: dict[str, Person]
+) -> None:
+    """Acks queued together for the same (reader, peer, kind) are one write: the highest
+    ``upto`` wins, every ack is answered with the watermark after the batch, and the users
+    get one ``dm.receipt``; a refusal answers every ack of its group."""
+    alice, bob = people["alice"], people["bob"]
+    alice_sock = await server.connect(alice.user)
+    bob_sock = await server.connect(bob.user)
+    ids = [
+        (await send(alice_sock, "bob", await alice.seal("bob", f"m{i}")))["message"]["id"]
+        for i in range(3)
+    ]
+    for message_id in ids:
+        await dm_event(bob_sock, message_id)
+        await dm_event(alice_sock, message_id)
+    ctx = server.ctx
+    me = await accounts.authenticate(ctx, bob.user.token)
+    # queued before the writer runs: one batch
+    answers = await asyncio.gather(
+        dm.acknowledge(ctx, me, "alice", "delivered", ids[0]),
+        dm.acknowledge(ctx, me, "Alice", "delivered", ids[2]),
+        dm.acknowledge(ctx, me, "alice", "delivered", ids[1]),
+        dm.acknowledge(ctx, me, "alice", "read", ids[0]),
+    )
+    assert list(answers) == [ids[2], ids[2], ids[2], ids[0]]
+    for sock in (alice_sock, bob_sock):
+        kinds: dict[str, int] = {}
+        for _ in range(2):
+            data = (await sock.event("dm.receipt"))["data"]
+            kinds[data["kind"]] = data["upto"]
+        assert kinds == {"delivered": ids[2], "read": ids[0]}
+        await sock.assert_quiet()
+    history = (await get_history(server.http, alice, "bob")).json()
+    assert (history["peer_delivered_upto"], history["peer_read_upto"]) == (ids[2], ids[0])
+
+    refused = await asyncio.gather(
+        dm.acknowledge(ctx, me, "nobody", "read", 1),
+        dm.acknowledge(ctx, me, "nobody", "read", 2),
+        return_exceptions=True,
+    )
+    assert [getattr(exc, "code", None) for exc in refused] == ["user_not_found"] * 2
+    await close_all(alice_sock, bob_sock)
 
 
 # --- offline messages ---------------------------------------------------------------------------

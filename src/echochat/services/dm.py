@@ -22,6 +22,7 @@ commits at ~500 a second; the issue's bar is 1,000 DMs a second.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import weakref
 from collections.abc import Callable
@@ -173,6 +174,11 @@ class _Job(Generic[T]):
     apply: Callable[[store.Conn, PeerRow | None], T]  # synchronous, in the transaction
     events: Callable[[T], list[tuple[list[int], BaseModel]]]  # to publish after the commit
     future: asyncio.Future[T] = field(default_factory=lambda: _loop().create_future())
+    # Jobs of a batch with the same ``merge`` key run once, as the one with the highest
+    # ``rank``; the others get ``follow`` of its result (or its refusal) instead.
+    merge: tuple[Any, ...] | None = None
+    rank: int = 0
+    follow: Callable[[T], T] | None = None
 
 
 @dataclass(eq=False)
@@ -342,11 +348,30 @@ class _Writer:
                     retried.append(item)
             originals = store.by_client_ids(conn, [s.key for s in retried])
             out += [(item, originals[item.key]) for item in retried]
+            leaders: dict[tuple[Any, ...], _Job[Any]] = {}
+            for job in jobs:
+                if job.merge is not None:
+                    lead = leaders.get(job.merge)
+                    if lead is None or job.rank > lead.rank:
+                        leaders[job.merge] = job
+            applied: dict[tuple[Any, ...], Any] = {}
+            followers: list[_Job[Any]] = []
             for job, found in zip(jobs, peers[len(sends) :], strict=True):
+                if job.merge is not None and leaders[job.merge] is not job:
+                    followers.append(job)
+                    continue
+                value: Any
                 try:
-                    out.append((job, job.apply(conn, found)))
+                    value = job.apply(conn, found)
                 except DomainError as exc:
-                    out.append((job, exc))
+                    value = exc
+                out.append((job, value))
+                if job.merge is not None:
+                    applied[job.merge] = value
+            for job in followers:
+                assert job.merge is not None and job.follow is not None
+                value = applied[job.merge]
+                out.append((job, value if isinstance(value, DomainError) else job.follow(value)))
             return out, set(new_pairs)
 
         raw, new_pairs = await store.run_write(ctx.db, step)
@@ -578,7 +603,21 @@ async def acknowledge(
         )
         return [([principal.user_id, result.peer_id], DmReceiptEvent(data=data))]
 
-    job: _Job[_Moved] = _Job(ask=(principal.user_id, username), apply=apply, events=events)
+    def follow(leader: _Moved) -> _Moved:
+        # an ack of the same batch with a higher (or equal, earlier) ``upto`` moved the
+        # watermark for both: this one answers the watermark after the batch, no event
+        return dataclasses.replace(leader, changed=False)
+
+    job: _Job[_Moved] = _Job(
+        ask=(principal.user_id, username),
+        apply=apply,
+        events=events,
+        # receipts coalesce per (reader, peer, kind) within a batch: only the highest
+        # ``upto`` matters (watermarks only move forward)
+        merge=("receipt", principal.user_id, username.strip().lower(), kind),
+        rank=upto,
+        follow=follow,
+    )
     result: _Moved = await _writer(ctx.db).submit(ctx, job)
     return result.value
 
