@@ -53,7 +53,6 @@ log = logging.getLogger("echochat.realtime")
 
 
 CLOSE_POLICY = 1008
-CLOSE_IDLE = 1001
 MAX_STRIKES = 20
 
 Handler = Callable[[Context, Connection, Any], Awaitable[dict[str, Any] | None]]
