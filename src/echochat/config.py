@@ -194,6 +194,47 @@ class Settings(BaseModel):
         description="Messages replayed per hello on a reconnect (the client asks for more).",
     )
 
+    # chat rooms and private groups
+    room_capacity: int = Field(
+        default=1000,
+        ge=2,
+        le=100_000,
+        description="Members a public room holds unless the room sets its own capacity.",
+    )
+    group_max_members: int = Field(
+        default=200, ge=2, le=10_000, description="Members a private group may have."
+    )
+    encrypted_group_max_members: int = Field(
+        default=20,
+        ge=2,
+        le=100,
+        description="Members an end-to-end encrypted group may have (each message is wrapped "
+        "for every member device, so it must fit one frame).",
+    )
+    rate_limit_room_account: str = Field(
+        default="60/10seconds", description="Room messages a user may send (all rooms)."
+    )
+    rate_limit_report_account: str = Field(
+        default="20/hour", description="Reports a user may file."
+    )
+
+    # files, voice, GIFs (the admin panel edits these at run time)
+    upload_max_bytes: int = Field(
+        default=25 * 1024 * 1024,
+        ge=1024,
+        le=10 * 1024**3,
+        description="Largest file accepted by the server fallback upload, in bytes.",
+    )
+    voice_max_room_peers: int = Field(
+        default=0, ge=0, le=1000, description="Voice participants per room; 0 = unlimited."
+    )
+    gif_provider: Literal["none", "giphy"] = Field(
+        default="none", description="GIF search provider: none or giphy."
+    )
+    gif_api_key: SecretStr | None = Field(
+        default=None, description="The GIF provider's API key (never sent to browsers)."
+    )
+
     # email
     email_backend: Literal["console", "smtp"] = Field(
         default="console", description="console: log and keep in the outbox; smtp: send."

@@ -41,9 +41,16 @@ __all__ = [
     "password_resets",
     "permissions",
     "refresh_tokens",
+    "reports",
     "role_assignments",
     "role_permissions",
     "roles",
+    "room_bans",
+    "room_categories",
+    "room_invites",
+    "room_members",
+    "room_messages",
+    "rooms",
     "server_settings",
     "sessions",
     "users",
@@ -96,6 +103,8 @@ users = Table(
     Column("updated_at", Timestamp, nullable=False, server_default=func.now()),
     Column("banned_at", Timestamp, nullable=True),
     Column("ban_reason", String(500), nullable=True),
+    # A server-wide mute (a moderator acting on a report): no DMs, room posts or BUZZ! until then.
+    Column("muted_until", Timestamp, nullable=True),
 )
 Index("uq_users_username_ci", func.lower(users.c.username), unique=True)
 Index("uq_users_email_ci", func.lower(users.c.email), unique=True)
@@ -329,4 +338,114 @@ dm_watermarks = Table(
     Column("conv", String(80), nullable=False),
     Column("delivered_upto", BigInteger, nullable=False, server_default="0"),
     Column("read_upto", BigInteger, nullable=False, server_default="0"),
+)
+
+# Reports (services/reports.py): a user reports a user, a DM or a room message. DMs are
+# end-to-end encrypted, so ``excerpt`` holds plaintext only when the reporter chose to
+# include it.
+reports = Table(
+    "reports",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("reporter_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("target_user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    Column("kind", String(16), nullable=False),  # user | dm | room_message
+    Column("message_id", BigInteger, nullable=True),  # messages.id or room_messages.id
+    Column("room_id", BigInteger, nullable=True),
+    Column("reason", String(500), nullable=False, server_default=""),
+    Column("excerpt", Text, nullable=True),
+    # open | dismissed | actioned
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("action", String(16), nullable=False, server_default=""),  # delete | mute | ban
+    Column("resolution", String(500), nullable=False, server_default=""),
+    Column("reviewed_by", Id, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("reviewed_at", Timestamp, nullable=True),
+    Column("created_at", Timestamp, nullable=False, server_default=func.now()),
+    Index("ix_reports_status_id", "status", "id"),
+    Index("ix_reports_reporter_id", "reporter_id"),
+)
+
+# Chat rooms (services/rooms.py): public rooms in categories and private groups.
+room_categories = Table(
+    "room_categories",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("slug", String(40), nullable=False, unique=True),
+    Column("name", String(60), nullable=False),
+    Column("position", Integer, nullable=False, server_default="0"),
+)
+
+rooms = Table(
+    "rooms",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(8), nullable=False),  # public | group
+    Column("name", String(60), nullable=False),
+    Column("topic", String(250), nullable=False, server_default=""),
+    Column("category_id", Id, ForeignKey("room_categories.id", ondelete="SET NULL"), nullable=True),
+    Column("owner_id", Id, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("encrypted", Boolean, nullable=False, server_default=false()),
+    Column("capacity", Integer, nullable=True),  # None: the server's room_capacity setting
+    Column("created_by", Id, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("created_at", Timestamp, nullable=False, server_default=func.now()),
+    Index("ix_rooms_kind_category_id", "kind", "category_id"),
+)
+
+room_members = Table(
+    "room_members",
+    metadata,
+    Column("room_id", Id, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(16), nullable=False, server_default="member"),  # owner|moderator|member
+    Column("joined_at", Timestamp, nullable=False, server_default=func.now()),
+    # The member sees messages with a greater id: those from their join on.
+    Column("first_message_id", BigInteger, nullable=False, server_default="0"),
+    Column("read_upto", BigInteger, nullable=False, server_default="0"),
+    Column("muted_until", Timestamp, nullable=True),
+    Index("ix_room_members_user_id", "user_id"),
+)
+
+room_bans = Table(
+    "room_bans",
+    metadata,
+    Column("room_id", Id, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("by_id", Id, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("reason", String(500), nullable=False, server_default=""),
+    Column("created_at", Timestamp, nullable=False, server_default=func.now()),
+    Column("until", Timestamp, nullable=True),  # None: until lifted
+)
+
+room_invites = Table(
+    "room_invites",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("room_id", Id, ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False),
+    Column("from_user", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("to_user", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("created_at", Timestamp, nullable=False, server_default=func.now()),
+    Column("decided_at", Timestamp, nullable=True),
+    Index("ix_room_invites_to_user", "to_user", "status"),
+    Index("ix_room_invites_room_id", "room_id", "status"),
+)
+
+# ``kind`` text: ``body`` is the plain text; kind e2ee: ``body`` is the sender's envelope
+# (suite v1, wrapped for every member device) as JSON text.
+room_messages = Table(
+    "room_messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("room_id", Id, ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False),
+    Column("sender_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("sender_device", String(64), nullable=False, server_default=""),
+    Column("client_id", String(64), nullable=False),
+    Column("kind", String(8), nullable=False),  # text | e2ee
+    Column("body", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("deleted_at", Timestamp, nullable=True),
+    Column("deleted_by", Id, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    UniqueConstraint("sender_id", "client_id", name="uq_room_messages_sender_id"),
+    Index("ix_room_messages_room_id_id", "room_id", "id"),
+    Index("ix_room_messages_created_at", "created_at"),
 )
