@@ -63,6 +63,7 @@ __all__ = [
     "acknowledge",
     "buzz",
     "conversations",
+    "delete_for_report",
     "dm_conv",
     "history",
     "offline_summary",
@@ -151,6 +152,16 @@ def _reachable(principal: Principal, peer: PeerRow | None, username: str) -> Pee
     return peer
 
 
+def _not_muted(until: datetime | None, now: datetime) -> None:
+    """403 ``muted`` while a server-wide mute (a moderator's) lasts."""
+    if until is not None and until > now:
+        raise Forbidden(
+            f"you are muted on this server until {until.isoformat(timespec='minutes')}",
+            code="muted",
+            details={"until": until.isoformat()},
+        )
+
+
 async def _peer(ctx: Context, principal: Principal, username: str) -> PeerRow:
     found = await store.run_read(
         ctx.db, lambda conn: store.peer_for(conn, principal.user_id, username, None)
@@ -212,9 +223,10 @@ class _Send:
     def device(self) -> str | None:
         return self.parts.sender_device if self.parts else None
 
-    def accept(self, found: PeerRow | None) -> NewMessage:
+    def accept(self, found: PeerRow | None, muted_until: datetime | None) -> NewMessage:
         """The checks of docs/protocol.md in their order (the rate limit came first);
         raises the first that fails."""
+        _not_muted(muted_until, self.created_at)
         peer = _reachable(self.principal, found, self.to)
         if self.parts is None:
             assert self.shape_error is not None
@@ -326,10 +338,11 @@ class _Writer:
             accepted: list[_Send] = []
             asks = [(i.principal.user_id, i.to, i.device) for i in sends]
             asks += [(*job.ask, None) for job in jobs]
-            peers = store.peers_for(conn, asks)
+            checks = store.checks_for(conn, asks, {i.principal.username for i in sends})
+            peers, muted = checks.peers, checks.muted_until
             for item, found in zip(sends, peers, strict=False):
                 try:
-                    item.new = item.accept(found)
+                    item.new = item.accept(found, muted.get(item.principal.username))
                     accepted.append(item)
                 except DomainError as exc:
                     out.append((item, exc))
@@ -622,12 +635,31 @@ async def acknowledge(
     return result.value
 
 
+# --- moderation ----------------------------------------------------------------------------
+
+
+async def delete_for_report(ctx: Context, message_id: int) -> None:
+    """Remove one DM's stored envelope (a moderator acting on a report; the caller audits
+    it); 404 ``message_not_found`` if there is none. Clients that already hold it keep
+    their copy; history and replays no longer have it."""
+    async with ctx.db.transaction() as conn:
+        existed = await store.delete_message_txn(conn, message_id)
+    if not existed:
+        raise NotFound("no such message", code="message_not_found")
+
+
 # --- BUZZ! -----------------------------------------------------------------------------------
 
 
 async def buzz(ctx: Context, principal: Principal, username: str) -> None:
-    """Shake ``username``'s windows. Not stored; rate-limited per (sender, recipient)."""
-    peer = await _peer(ctx, principal, username)
+    """Shake ``username``'s windows. Not stored; refused while the sender is muted;
+    rate-limited per (sender, recipient)."""
+    me = principal.username
+    checks = await store.run_read(
+        ctx.db, lambda conn: store.checks_for(conn, [(principal.user_id, username, None)], [me])
+    )
+    _not_muted(checks.muted_until.get(me), ctx.clock())
+    peer = _reachable(principal, checks.peers[0], username)
     await limit(ctx, ctx.settings.rate_limit_buzz, "buzz", f"{principal.user_id}:{peer.id}")
     await notify.to_user(ctx, peer.id, BuzzEvent(data=BuzzData(username=principal.username)))
 

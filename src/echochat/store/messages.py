@@ -55,6 +55,7 @@ from echochat.store.db import Database, _sqlite_begin, _sqlite_connect
 from echochat.store.tables import blocks, device_keys, dm_watermarks, messages, users
 
 __all__ = [
+    "Checks",
     "Conn",
     "ConversationRow",
     "MessageRow",
@@ -62,7 +63,9 @@ __all__ = [
     "PeerRow",
     "advance_txn",
     "by_client_ids",
+    "checks_for",
     "conversations",
+    "delete_message_txn",
     "ensure_pairs_txn",
     "history",
     "insert_many_txn",
@@ -75,6 +78,7 @@ __all__ = [
     "run_read",
     "run_write",
     "serialized",
+    "set_muted_until_txn",
     "watermarks",
 ]
 
@@ -140,9 +144,9 @@ class ConversationRow:
     offline: int
 
 
-_USERS_NAMED = select(users.c.id, users.c.username, users.c.display_name).where(
-    func.lower(users.c.username).in_(bindparam("names", expanding=True))
-)
+_USERS_NAMED = select(
+    users.c.id, users.c.username, users.c.display_name, users.c.muted_until
+).where(func.lower(users.c.username).in_(bindparam("names", expanding=True)))
 _BLOCKS_AMONG = select(blocks.c.user_id, blocks.c.blocked_id).where(
     tuple_(blocks.c.user_id, blocks.c.blocked_id).in_(bindparam("pairs", expanding=True))
 )
@@ -151,14 +155,26 @@ _DEVICES_AMONG = select(device_keys.c.user_id, device_keys.c.device_id).where(
 )
 
 
-def peers_for(conn: Connection, asks: list[tuple[int, str, str | None]]) -> list[PeerRow | None]:
+@dataclass(frozen=True)
+class Checks:
+    """What the checks of a batch need from the database."""
+
+    peers: list[PeerRow | None]  # per ask
+    muted_until: dict[str, datetime]  # the users asked about who have a mute (maybe past)
+
+
+def checks_for(
+    conn: Connection, asks: list[tuple[int, str, str | None]], senders: Iterable[str] = ()
+) -> Checks:
     """For each (me, username, device id): ``username`` (case-insensitively) with the block
-    flags both ways and whether the device is one of ``me``'s published devices. Every
+    flags both ways and whether the device is one of ``me``'s published devices; and for
+    every name in ``asks`` and ``senders``, its server-wide mute, if it has one. Every
     check of a batch of sends and receipts in three queries, whatever the batch's size."""
-    if not asks:
-        return []
-    names = sorted({name.strip().lower() for _, name, _ in asks})
+    names = sorted({name.strip().lower() for _, name, _ in asks} | {*senders})
+    if not names:
+        return Checks([], {})
     found = {str(row.username).lower(): row for row in conn.execute(_USERS_NAMED, {"names": names})}
+    muted = {name: row.muted_until for name, row in found.items() if row.muted_until is not None}
     pairs: set[tuple[int, int]] = set()
     devices: set[tuple[int, str]] = set()
     for me, name, device in asks:
@@ -194,7 +210,12 @@ def peers_for(conn: Connection, asks: list[tuple[int, str, str | None]]) -> list
                 device_known=device is not None and (me, device) in published,
             )
         )
-    return out
+    return Checks(out, muted)
+
+
+def peers_for(conn: Connection, asks: list[tuple[int, str, str | None]]) -> list[PeerRow | None]:
+    """The peers of :func:`checks_for`."""
+    return checks_for(conn, asks).peers
 
 
 def peer_for(conn: Connection, me: int, username: str, device_id: str | None) -> PeerRow | None:
@@ -638,6 +659,20 @@ async def offline_counts(conn: AsyncConnection, user_id: int) -> list[tuple[str,
         .order_by(users.c.username)
     )
     return [(str(u), str(d), int(n)) for u, d, n in rows if n]
+
+
+# --- moderation ----------------------------------------------------------------------------
+
+
+async def set_muted_until_txn(conn: AsyncConnection, user_id: int, until: datetime | None) -> None:
+    """A server-wide mute of the user until ``until`` (None lifts it): no DMs nor BUZZ!."""
+    await conn.execute(update(users).where(users.c.id == user_id).values(muted_until=until))
+
+
+async def delete_message_txn(conn: AsyncConnection, message_id: int) -> bool:
+    """Delete one stored DM (its envelope with it); whether it existed."""
+    result = await conn.execute(delete(messages).where(messages.c.id == message_id))
+    return bool(result.rowcount)
 
 
 # --- retention -------------------------------------------------------------------------------
