@@ -70,6 +70,24 @@ def own_rss_kib() -> int:
     return rss_kib(os.getpid())
 
 
+# --- CPU ---------------------------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat_cpu(path: Path) -> float:
+    """User + system CPU seconds from a /proc ``stat`` file (process or thread)."""
+    text = path.read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of process ``pid`` so far: the whole process, and its
+    main thread (the event loop; the rest is worker threads: SQLite, argon2, DNS)."""
+    return _stat_cpu(Path(f"/proc/{pid}/stat")), _stat_cpu(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
 # --- statistics and output -------------------------------------------------------------------
 
 

@@ -55,6 +55,7 @@ from bench.common import (
     Spawned,
     Users,
     bounded,
+    cpu_seconds,
     http_client,
     percentile,
     say,
@@ -91,6 +92,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drain", type=float, default=10.0, help="seconds to wait at the end")
     parser.add_argument("--timeout", type=float, default=10.0, help="closed loop: per message")
     parser.add_argument("--concurrency", type=int, default=50, help="HTTP calls in flight")
+    parser.add_argument(
+        "--pid",
+        default="",
+        help="with --url: the server process ids (comma-separated) whose CPU time to report",
+    )
     parser.add_argument(
         "--py-spy",
         type=Path,
@@ -273,6 +279,8 @@ async def measure(
     await bounded(list(sockets.values()), lambda s: s.open(), 50, "sockets")
 
     load_before = os.getloadavg()[0]
+    pids = spawned.pids if spawned else [int(x) for x in args.pid.split(",") if x.strip()]
+    cpu_before = {pid: cpu_seconds(pid) for pid in pids}
     profilers = await start_py_spy(args, spawned)
     say(f"{args.mode} loop: {p} pairs" + (f", {args.rate:g} msg/s" if args.mode == "open" else ""))
     t_start = time.perf_counter()
@@ -288,6 +296,7 @@ async def measure(
     except TimeoutError:
         say(f"  drain: still missing messages after {args.drain:g} s")
     t_end = time.perf_counter()
+    cpu_after = {pid: cpu_seconds(pid) for pid in cpu_before}
     for proc in profilers:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(proc.wait(), 60)
@@ -353,6 +362,8 @@ async def measure(
         ("latency max (ms)", ms(latencies, None)),
         ("ok reply p50 / p99 (ms)", f"{percentile(ok_ms, 50):.2f} / {percentile(ok_ms, 99):.2f}"),
     ]
+    if cpu_before:
+        rows += cpu_rows(cpu_before, cpu_after, total_arrived, t_end - t_start)
     if args.mode == "open":
         rows.append(("send lag behind schedule p99 (ms)", f"{percentile(lags, 99):.2f}"))
     if errors:
@@ -361,6 +372,41 @@ async def measure(
         rows.append(("py-spy output", str(args.py_spy)))
     say(f"  measured window {t_end - t_start:.1f} s")
     return table(f"dm: {p} pairs, {args.mode} loop", rows)
+
+
+def cpu_rows(
+    before: dict[int, tuple[float, float]],
+    after: dict[int, tuple[float, float]],
+    delivered: int,
+    seconds: float,
+) -> list[tuple[str, str]]:
+    """The servers' CPU over the sending and drain (from /proc): per DM delivered (its
+    ``dm.delivered`` ack included when acks are on), in all and on the main thread (the event
+    loop), and as a share of one CPU, per process."""
+    rows = []
+    for pid in before:
+        total = after[pid][0] - before[pid][0]
+        main = after[pid][1] - before[pid][1]
+        per = f"{total * 1000 / delivered:.3f}" if delivered else "n/a"
+        main_per = f"{main * 1000 / delivered:.3f}" if delivered else "n/a"
+        rows.append(
+            (
+                f"server {pid} CPU ms per DM delivered (all / event loop thread)",
+                f"{per} / {main_per}",
+            )
+        )
+        rows.append(
+            (
+                f"server {pid} CPU s (all / event loop), % of one CPU",
+                f"{total:.2f} / {main:.2f}, {100 * total / seconds:.0f}%",
+            )
+        )
+    if len(before) > 1 and delivered:
+        total = sum(after[pid][0] - before[pid][0] for pid in before)
+        rows.append(
+            ("servers' CPU ms per DM delivered, all processes", f"{total * 1000 / delivered:.3f}")
+        )
+    return rows
 
 
 def ms(values: list[float], p: float | None) -> str:
