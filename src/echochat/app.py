@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from echochat import __version__
+from echochat.api import admin as admin_api
 from echochat.api import auth, buddies, dm, health, keys, metrics, pages
 from echochat.api.csrf import CsrfMiddleware
 from echochat.api.errors import UnexpectedErrorMiddleware, install_error_handlers
@@ -25,7 +26,7 @@ from echochat.integrations.email import ConsoleMailer, Mailer, SmtpMailer
 from echochat.integrations.ratelimit import RateLimiter
 from echochat.realtime import gateway
 from echochat.realtime.hub import Hub
-from echochat.services import Context
+from echochat.services import Context, server_settings
 from echochat.services import dm as dm_service
 from echochat.services.mail import keep_in_outbox
 from echochat.services.tokens import TokenKeys
@@ -110,12 +111,16 @@ def create_app(settings: Settings, *, ctx: Context | None = None) -> FastAPI:
         await db.ping()
         await ensure_current(db, migrate=settings.migrate_at_start)
         await bus.start()
+        admin_settings = await server_settings.start_following(ctx)  # overrides, live
         await hub.start()
         retention = asyncio.create_task(dm_service.retention_loop(ctx), name="dm-retention")
         try:
             yield
         finally:
+            admin_settings.cancel()
             retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await admin_settings
             with contextlib.suppress(asyncio.CancelledError):
                 await retention
             await hub.stop()
@@ -142,6 +147,7 @@ def create_app(settings: Settings, *, ctx: Context | None = None) -> FastAPI:
     app.include_router(buddies.router)
     app.include_router(keys.router)
     app.include_router(dm.router)
+    app.include_router(admin_api.router)
     app.include_router(metrics.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(packages=[("echochat.web", "static")]), name="static")

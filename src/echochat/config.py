@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from limits import parse_many
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -37,6 +38,7 @@ __all__ = [
     "Provenance",
     "ResolvedSettings",
     "Settings",
+    "check_rate",
     "load_settings",
     "mask_url",
 ]
@@ -45,7 +47,9 @@ ENV_PREFIX = "ECHOCHAT_"
 DEFAULT_CONFIG_FILE = "echochat.toml"
 SECRET_KEY_FILE = "secret_key"
 
-Provenance = Literal["default", "file", "env", "generated"]
+Provenance = Literal["default", "file", "env", "generated", "admin"]
+"""Where a value came from; ``admin``: an override an admin saved in the database
+(``services/server_settings.py``), applied on top of the other sources at run time."""
 
 
 class ConfigError(Exception):
@@ -313,12 +317,12 @@ class Settings(BaseModel):
         "rate_limit_backup_account",
         "rate_limit_dm_account",
         "rate_limit_buzz",
+        "rate_limit_room_account",
+        "rate_limit_report_account",
     )
     @classmethod
     def _check_rate(cls, value: str) -> str:
-        if not re.fullmatch(r"\s*\d+\s*/\s*\d*\s*(second|minute|hour|day)s?\s*", value):
-            raise ValueError(f"{value!r} is not a rate such as '10/minute' or '5/15minutes'")
-        return value
+        return check_rate(value)
 
     @field_validator("database_url")
     @classmethod
@@ -407,6 +411,21 @@ class ResolvedSettings:
         return out
 
 
+def check_rate(value: str) -> str:
+    """``value`` if it is one rate the `limits` library parses (what the rate limiter uses),
+    such as ``10/minute`` or ``5/15minutes``, allowing at least one event."""
+    hint = f"{value!r} is not a rate such as '10/minute' or '5/15minutes'"
+    if not isinstance(value, str) or not value.strip() or len(value) > 64:
+        raise ValueError(hint)
+    try:
+        items = parse_many(value)
+    except ValueError as exc:
+        raise ValueError(hint) from exc
+    if len(items) != 1 or items[0].amount < 1:
+        raise ValueError(hint + " (one rate, of at least 1)")
+    return value.strip()
+
+
 def mask_url(url: str) -> str:
     """The URL with any password (in the user info or a ``password=`` query) as ``***``."""
     parts = urlsplit(url)
@@ -462,6 +481,7 @@ def _source_label(name: str, where: Provenance) -> str:
         "file": f"'{name}' in the config file",
         "default": f"default of '{name}'",
         "generated": f"generated '{name}'",
+        "admin": f"admin override of '{name}'",
     }[where]
 
 

@@ -37,6 +37,9 @@ class Context:
     hasher: PasswordHasher = field(default_factory=lambda: PasswordHasher())
     clock: Callable[[], datetime] = utcnow
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    # settings as configured (defaults, file, environment) before the admin's overrides, which
+    # services/server_settings.py applies to ``settings`` live; None: ``settings`` has none
+    base_settings: Settings | None = None
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
         """Run work after the response (e.g. sending email) without losing track of it."""

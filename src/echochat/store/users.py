@@ -13,6 +13,7 @@ from echochat.domain.errors import Conflict
 from echochat.store.tables import role_assignments, role_permissions, roles, users
 
 __all__ = [
+    "Conn",
     "UserRow",
     "admins",
     "assign_role_txn",
@@ -27,10 +28,16 @@ __all__ = [
     "permissions_of",
     "role_permission_table",
     "roles_of",
+    "set_ban_txn",
+    "set_mute_txn",
     "set_password_txn",
     "unassign_role_txn",
     "update_profile_txn",
 ]
+
+
+Conn = AsyncConnection
+"""An open connection in a transaction, for services that compose ``_txn`` functions."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class UserRow:
     created_at: datetime
     banned_at: datetime | None
     ban_reason: str | None
+    muted_until: datetime | None = None
 
 
 _COLUMNS = (
@@ -52,6 +60,7 @@ _COLUMNS = (
     users.c.created_at,
     users.c.banned_at,
     users.c.ban_reason,
+    users.c.muted_until,
 )
 
 
@@ -221,4 +230,26 @@ async def update_profile_txn(conn: AsyncConnection, user_id: int, *, display_nam
         update(users)
         .where(users.c.id == user_id)
         .values(display_name=display_name, updated_at=func.now())
+    )
+
+
+async def set_ban_txn(
+    conn: AsyncConnection, user_id: int, *, banned_at: datetime | None, reason: str | None
+) -> None:
+    """Ban (``banned_at`` set) or unban (None) a user; the reason is kept only while banned."""
+    await conn.execute(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(
+            banned_at=banned_at,
+            ban_reason=(reason or None) if banned_at is not None else None,
+            updated_at=func.now(),
+        )
+    )
+
+
+async def set_mute_txn(conn: AsyncConnection, user_id: int, *, until: datetime | None) -> None:
+    """A server-wide mute until ``until`` (None lifts it)."""
+    await conn.execute(
+        update(users).where(users.c.id == user_id).values(muted_until=until, updated_at=func.now())
     )
