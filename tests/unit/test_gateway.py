@@ -313,7 +313,7 @@ async def test_bad_fields_get_invalid_input_with_the_ref(server: Server) -> None
 async def test_unknown_op_and_op_refusals(server: Server) -> None:
     alice = await register(server.http, "alice")
     sock = await server.connect(alice)
-    for op in ("room.send", "admin.nuke", "PING"):
+    for op in ("room.explode", "admin.nuke", "PING"):
         error = await sock.error(op, {})
         assert error["code"] == "unknown_op", op
     too_long = await sock.error("presence.set", {"status": "s" * 141})

@@ -31,6 +31,7 @@ from echochat.domain.errors import (
     Unauthorized,
 )
 from echochat.domain.events import DmMessageEvent, HelloData, HelloEvent
+from echochat.domain.events_room_messages import RoomMessageEvent
 from echochat.domain.presence import State, check_state, check_status_text
 from echochat.realtime.frames import (
     BuzzIn,
@@ -40,10 +41,13 @@ from echochat.realtime.frames import (
     HelloIn,
     PingIn,
     PresenceSetIn,
+    RoomReadIn,
+    RoomSendIn,
+    RoomTypingIn,
     TypingIn,
 )
 from echochat.realtime.hub import CLOSE_SLOW, Connection, Hub
-from echochat.services import accounts, dm, notify, presence
+from echochat.services import accounts, dm, notify, presence, room_messages
 from echochat.services.context import Context
 from echochat.services.typing import typing
 
@@ -88,11 +92,28 @@ def _replay_page(ctx: Context) -> int:
 
 async def op_hello(ctx: Context, conn: Connection, data: HelloIn) -> dict[str, Any]:
     """Resume: the user's messages after ``cursor``, one page, before the ``ok``
-    (docs/protocol.md, "Resuming")."""
-    page = await dm.replay(ctx, conn.principal, data.cursor, _replay_page(ctx))
+    (docs/protocol.md, "Resuming"); with ``rooms``, then the room messages after each
+    room's cursor, in what is left of the page ("Room messages", "Resuming")."""
+    budget = _replay_page(ctx)
+    page = await dm.replay(ctx, conn.principal, data.cursor, budget)
     for message in page.messages:
         conn.send(notify.event_frame(DmMessageEvent(data=message)).decode())
-    return {"cursor": page.cursor, "replayed": len(page.messages), "more": page.more}
+    reply: dict[str, Any] = {
+        "cursor": page.cursor,
+        "replayed": len(page.messages),
+        "more": page.more,
+    }
+    if data.rooms is not None:
+        cursors = {int(room): cursor for room, cursor in data.rooms.items()}
+        rooms = await room_messages.replay(
+            ctx, conn.principal, cursors, budget - len(page.messages)
+        )
+        for room_message in rooms.messages:
+            conn.send(notify.event_frame(RoomMessageEvent(data=room_message)).decode())
+        reply["rooms"] = {str(room): cursor for room, cursor in sorted(rooms.cursors.items())}
+        reply["rooms_replayed"] = len(rooms.messages)
+        reply["more"] = page.more or rooms.more
+    return reply
 
 
 async def op_dm_send(ctx: Context, conn: Connection, data: DmSendIn) -> dict[str, Any]:
@@ -110,6 +131,26 @@ async def op_dm_read(ctx: Context, conn: Connection, data: DmAckIn) -> dict[str,
 
 async def op_buzz(ctx: Context, conn: Connection, data: BuzzIn) -> None:
     await dm.buzz(ctx, conn.principal, data.to)
+
+
+async def op_room_send(ctx: Context, conn: Connection, data: RoomSendIn) -> dict[str, Any]:
+    sent = await room_messages.send(
+        ctx,
+        conn.principal,
+        data.room,
+        client_id=data.client_id,
+        text=data.text,
+        envelope=data.envelope,
+    )
+    return {"message": sent.message.model_dump(mode="json"), "duplicate": sent.duplicate}
+
+
+async def op_room_typing(ctx: Context, conn: Connection, data: RoomTypingIn) -> None:
+    await room_messages.typing(ctx, conn.principal, data.room, data.active)
+
+
+async def op_room_read(ctx: Context, conn: Connection, data: RoomReadIn) -> dict[str, Any]:
+    return {"upto": await room_messages.mark_read(ctx, conn.principal, data.room, data.upto)}
 
 
 async def op_presence_set(ctx: Context, conn: Connection, data: PresenceSetIn) -> dict[str, Any]:
@@ -143,6 +184,9 @@ OPS: dict[str, tuple[type[BaseModel], Handler]] = {
     "dm.delivered": (DmAckIn, op_dm_delivered),
     "dm.read": (DmAckIn, op_dm_read),
     "buzz": (BuzzIn, op_buzz),
+    "room.send": (RoomSendIn, op_room_send),
+    "room.typing": (RoomTypingIn, op_room_typing),
+    "room.read": (RoomReadIn, op_room_read),
 }
 
 

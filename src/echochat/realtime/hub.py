@@ -1,7 +1,11 @@
 """The hub of this process's sockets, and its link to the bus.
 
 One bus subscription per process carries the channels ``user:<id>`` of the users connected
-here; each message is routed to their sockets. Every socket has a bounded outgoing queue: a
+here, and ``room:<id>`` of the rooms they are members of; each message is routed to their
+sockets. The room index (room -> local users who are members) is loaded from the database
+when a user's first socket connects, kept right by the membership orders that arrive on the
+user's channel (services/roomcast.py), and re-checked against the database with the
+sessions (every 30 s) in case an order was lost. Every socket has a bounded outgoing queue: a
 client too slow to keep up is closed (code 1013) and resumes, so one slow reader never grows
 memory or delays anyone else (see docs/protocol.md, "Backpressure").
 
@@ -28,7 +32,7 @@ from starlette.websockets import WebSocket
 
 from echochat.bus import BusOverflow, BusUnavailable, Subscription
 from echochat.realtime.wsserver import LeanWebSocketProtocol
-from echochat.services import accounts, notify, presence
+from echochat.services import accounts, notify, presence, roomcast
 from echochat.services.accounts import Principal
 from echochat.services.context import Context
 
@@ -196,6 +200,12 @@ class Hub:
         self._sub: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
+        # rooms: local members per room, rooms per local user (only users in some room),
+        # and the membership orders seen while a load from the database is under way
+        self._room_users: dict[int, set[int]] = {}
+        self._user_rooms: dict[int, set[int]] = {}
+        self._recorders: list[dict[int, list[tuple[int, bool]]]] = []
+        self._syncing: set[int] = set()
 
     @property
     def count(self) -> int:
@@ -206,6 +216,14 @@ class Hub:
 
     def connections_of(self, user_id: int) -> set[Connection]:
         return set(self._by_user.get(user_id, ()))
+
+    def room_members_here(self, room_id: int) -> set[int]:
+        """The users with a socket on this process who are members of ``room_id``."""
+        return set(self._room_users.get(room_id, ()))
+
+    def rooms_here(self, user_id: int) -> set[int]:
+        """The rooms whose events this process routes to ``user_id``'s sockets."""
+        return set(self._user_rooms.get(user_id, ()))
 
     async def start(self) -> None:
         self._sub = await self.ctx.bus.subscribe(maxsize=10_000)
@@ -240,6 +258,8 @@ class Hub:
                 self._by_user[user_id] = (*conns, conn)
             if first and self._sub is not None:
                 await self._sub.add(notify.user_channel(user_id))
+        if first:
+            await self.load_rooms([user_id])
 
     async def remove(self, conn: Connection) -> None:
         user_id = conn.principal.user_id
@@ -254,16 +274,116 @@ class Hub:
                 del self._by_user[user_id]
                 if self._sub is not None:
                     await self._sub.remove(notify.user_channel(user_id))
+        if not conns:
+            self._set_rooms(user_id, set())
         conn.close(CLOSE_GOING_AWAY)
         await conn.flushed(2)
 
+    # --- the room index ----------------------------------------------------------------------
+
+    async def load_rooms(self, user_ids: list[int]) -> None:
+        """Set the rooms of these local users from the database. Membership orders that
+        arrive during the read are applied again on top of it (the read may predate them)."""
+        recorder: dict[int, list[tuple[int, bool]]] = {u: [] for u in user_ids}
+        self._recorders.append(recorder)
+        try:
+            found = await roomcast.rooms_of_users(self.ctx, user_ids)
+        except Exception:
+            log.exception("could not load the rooms of %d user(s); retrying later", len(user_ids))
+            return
+        finally:
+            self._recorders.remove(recorder)
+        for user_id in user_ids:
+            if user_id not in self._by_user:
+                continue  # gone meanwhile
+            rooms = found.get(user_id, set())
+            for room_id, joined in recorder[user_id]:
+                if joined:
+                    rooms.add(room_id)
+                else:
+                    rooms.discard(room_id)
+            self._set_rooms(user_id, rooms)
+
+    def _set_rooms(self, user_id: int, rooms: set[int]) -> None:
+        before = self._user_rooms.get(user_id, set())
+        if rooms == before:
+            return
+        for room_id in before - rooms:
+            members = self._room_users.get(room_id)
+            if members is not None:
+                members.discard(user_id)
+                if not members:
+                    del self._room_users[room_id]
+                    self._sync_channel(room_id)
+        for room_id in rooms - before:
+            members = self._room_users.get(room_id)
+            if members is None:
+                self._room_users[room_id] = {user_id}
+                self._sync_channel(room_id)
+            else:
+                members.add(user_id)
+        if rooms:
+            self._user_rooms[user_id] = set(rooms)
+        else:
+            self._user_rooms.pop(user_id, None)
+
+    def _membership(self, user_id: int, room_id: int, joined: bool) -> None:
+        """A membership order from the bus (services/roomcast.py)."""
+        for recorder in self._recorders:
+            if user_id in recorder:
+                recorder[user_id].append((room_id, joined))
+        if user_id not in self._by_user:
+            return
+        rooms = set(self._user_rooms.get(user_id, ()))
+        if joined:
+            rooms.add(room_id)
+        else:
+            rooms.discard(room_id)
+        self._set_rooms(user_id, rooms)
+
+    def _room_gone(self, room_id: int) -> None:
+        for recorder in self._recorders:
+            for orders in recorder.values():
+                orders.append((room_id, False))
+        for user_id in list(self._room_users.get(room_id, ())):
+            self._membership(user_id, room_id, False)
+
+    def _sync_channel(self, room_id: int) -> None:
+        """Subscribe to (or leave) the room's channel to match the index, soon."""
+        if room_id in self._syncing or self._sub is None:
+            return
+        self._syncing.add(room_id)
+        asyncio.get_running_loop().create_task(self._sync(room_id), name="hub-room-channel")
+
+    async def _sync(self, room_id: int) -> None:
+        sub = self._sub
+        assert sub is not None
+        channel = roomcast.room_channel(room_id)
+        try:
+            async with self._lock:
+                self._syncing.discard(room_id)
+                if room_id in self._room_users:
+                    await sub.add(channel)
+                else:
+                    await sub.remove(channel)
+        except Exception:
+            log.exception("could not (un)subscribe %s", channel)
+
     def route(self, channel: str, payload: bytes) -> None:
+        if channel.startswith("room:"):
+            self._route_room(int(channel[5:]), payload)
+            return
         if not channel.startswith("user:"):
             return
-        conns = self._by_user.get(int(channel[5:]))
+        user_id = int(channel[5:])
+        kind, body = payload[:1], payload[1:]
+        if kind == b"R":
+            order = orjson.loads(body)
+            self._membership(user_id, int(order["room"]), bool(order["joined"]))
+            return
+        conns = self._by_user.get(user_id)
         if not conns:
             return
-        kind, body = payload[:1], payload[1:]
         if kind == b"E":
             frame = body.decode()
             for conn in conns:
@@ -274,6 +394,30 @@ class Hub:
             for conn in conns:
                 if sessions is None or conn.principal.session_id in sessions:
                     conn.send_final(order["frame"], CLOSE_KICKED)
+
+    def _route_room(self, room_id: int, payload: bytes) -> None:
+        """A room event: the same frame (one ``str``) to every local socket of a member."""
+        kind = payload[:1]
+        if kind == b"D":
+            self._room_gone(room_id)
+            return
+        members = self._room_users.get(room_id)
+        if not members:
+            return
+        skip = 0
+        if kind == b"E":
+            frame = payload[1:].decode()
+        elif kind == b"T":
+            head, _, body = payload[1:].partition(b":")
+            skip, frame = int(head), body.decode()
+        else:
+            return
+        by_user = self._by_user
+        for user_id in members:
+            if user_id == skip:
+                continue
+            for conn in by_user.get(user_id, ()):
+                conn.send(frame)
 
     async def _reader(self) -> None:
         assert self._sub is not None
@@ -342,6 +486,7 @@ class Hub:
         for conns in list(self._by_user.values()):
             for conn in conns:
                 by_session[conn.principal.session_id].append(conn)
+        await self.load_rooms(list(self._by_user))
         dead = await accounts.inactive_sessions(self.ctx, list(by_session))
         for session_id in dead:
             frame = notify.event_frame(
