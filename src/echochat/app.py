@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket
 
 from echochat import __version__
 from echochat.api import admin as admin_api
+from echochat.api import admin_assets
 from echochat.api import auth, buddies, dm, health, keys, metrics, pages
 from echochat.api import reports as reports_api
 from echochat.api import room_messages as room_messages_api
@@ -154,6 +155,7 @@ def create_app(settings: Settings, *, ctx: Context | None = None) -> FastAPI:
     app.include_router(admin_api.router)
     app.include_router(metrics.router)
     app.include_router(pages.router)
+    app.include_router(admin_assets.router)
     app.mount("/static", StaticFiles(packages=[("echochat.web", "static")]), name="static")
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(CsrfMiddleware)

@@ -10,7 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
 from echochat import __version__
 from echochat.api.cookies import (
@@ -27,7 +27,14 @@ __all__ = ["router", "templates"]
 
 templates = Jinja2Templates(
     env=Environment(
-        loader=PackageLoader("echochat.web", "templates"),
+        # web/admin/templates holds the admin panel's markup, which chat.html includes
+        # only for users holding admin:basic (api/admin_assets.py serves its scripts).
+        loader=ChoiceLoader(
+            [
+                PackageLoader("echochat.web", "templates"),
+                PackageLoader("echochat.web", "admin/templates"),
+            ]
+        ),
         autoescape=select_autoescape(default=True),
     )
 )

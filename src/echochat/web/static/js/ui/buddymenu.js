@@ -1,12 +1,14 @@
 // @ts-check
 /**
  * A buddy's context menu (right-click, or its ⋯ button): send a message, move to a group,
- * appear offline to them (stealth), remove, block. Removing and blocking ask first.
+ * appear offline to them (stealth), remove, block, report to the moderators (ui/report.js).
+ * Removing and blocking ask first.
  */
 
 import * as net from "../net/buddies.js";
 import * as buddies from "../state/buddies.js";
 import { openMenu } from "./menu.js";
+import { openReport } from "./report.js";
 
 /** @typedef {import("../state/buddies.js").BuddyState} BuddyState */
 /** @typedef {import("../state/store.js").Store<BuddyState>} BuddyStore */
@@ -114,6 +116,11 @@ export function buddyMenus({ store, dialogs, notify, failed, openChat }) {
         { kind: "separator" },
         { label: "Remove buddy…", command: "remove", run: () => removeBuddy(username) },
         { label: `Block ${name}…`, command: "block", run: () => blockBuddy(username) },
+        {
+          label: `Report ${name}…`,
+          command: "report",
+          run: () => openReport({ kind: "user", username, name }),
+        },
       ],
     });
   }

@@ -32,6 +32,7 @@ import { watchIdle } from "./idle.js";
 import { bindMenubar } from "./menubar.js";
 import { leave, signInAgain } from "./navigate.js";
 import { PmManager } from "./pms.js";
+import { bindReports, showReportUpdate } from "./report.js";
 import { Sounds } from "./sounds.js";
 import { StatusControl } from "./status.js";
 
@@ -81,6 +82,7 @@ export function startMessenger({ socket, me, idleMs, keys = null }) {
 
   const actions = listActions(store);
   const dialogs = new Dialogs({ store, actions, notify });
+  bindReports({ notify });
 
   // --- private messages ---------------------------------------------------------------------
 
@@ -250,6 +252,8 @@ export function startMessenger({ socket, me, idleMs, keys = null }) {
     } else if (type === "buddy.groups") {
       // Groups created, renamed or deleted on another tab: refetch (buddies may have moved).
       resync();
+    } else if (type === "report.update") {
+      showReportUpdate(data);
     } else if (type === "buddy.request") {
       store.update((s) => buddies.applyRequest(s, data.request));
     } else if (type === "buddy.update") {

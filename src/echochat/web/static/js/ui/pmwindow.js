@@ -511,6 +511,9 @@ export class PmWindow {
       el("span", { className: "pm-line__who", text: who }),
       time,
     ]);
+    if (!mine && entry.id !== null && entry.state === "open") {
+      head.append(this.reportButton(entry, who));
+    }
     const body = el("span", { className: "pm-line__text" });
     if (entry.state === "open") {
       body.append(renderText(entry.text));
@@ -559,6 +562,35 @@ export class PmWindow {
       }
     }
     return line;
+  }
+
+  /**
+   * A message's small Report button: ui/report.js catches the event it sends (the decrypted
+   * text goes along, but leaves the browser only if the user chooses to include it).
+   * @param {Entry} entry
+   * @param {string} who
+   */
+  reportButton(entry, who) {
+    const button = el("button", {
+      className: "pm-line__report",
+      text: "Report",
+      attrs: {
+        type: "button",
+        title: "Report this message to the moderators",
+        "aria-label": `Report this message from ${who}`,
+      },
+    });
+    button.addEventListener("click", () => {
+      const detail = {
+        kind: "dm",
+        username: this.peer,
+        name: this.name,
+        messageId: entry.id,
+        text: entry.text,
+      };
+      button.dispatchEvent(new CustomEvent("echochat:report", { bubbles: true, detail }));
+    });
+    return button;
   }
 
   /** @param {Note} note */

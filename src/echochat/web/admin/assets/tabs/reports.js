@@ -1,0 +1,126 @@
+// @ts-check
+/**
+ * The Reports tab: the queue (GET /admin/reports?status=), filtered by status and kind, and
+ * for each open report a resolution note and the actions (POST /admin/reports/{id}/resolve
+ * with dismiss, delete the message, mute or ban the reported user). The reporter is told
+ * the outcome by the server (`report.update`); the note stays with the moderators.
+ */
+
+import { byId, el } from "/static/js/ui/dom.js";
+import { problemText, setStatus } from "/static/js/ui/forms.js";
+import * as net from "../net.js";
+import { formatTime, listOf, reportActions, reportTarget } from "../state.js";
+
+const KINDS = { user: "User", dm: "Private message", room_message: "Room message" };
+
+export class ReportsTab {
+  constructor() {
+    this.list = byId("admin-report-list", HTMLElement);
+    this.status = byId("admin-reports-status", HTMLElement);
+    this.empty = byId("admin-reports-empty", HTMLElement);
+    this.filter = byId("admin-report-filter", HTMLSelectElement);
+    this.kind = byId("admin-report-kind", HTMLSelectElement);
+    this.filter.addEventListener("change", () => this.load());
+    this.kind.addEventListener("change", () => this.load());
+    byId("admin-reports-refresh", HTMLButtonElement).addEventListener("click", () => this.load());
+  }
+
+  async load() {
+    try {
+      const all = listOf(await net.reports(this.filter.value), "reports");
+      const shown = this.kind.value ? all.filter((r) => r.kind === this.kind.value) : all;
+      this.list.replaceChildren(...shown.map((r) => this.item(r)));
+      this.empty.hidden = shown.length > 0;
+      this.empty.textContent =
+        this.filter.value === "open" ? "Nothing to review. 🎉" : "No reports here.";
+    } catch (error) {
+      setStatus(this.status, problemText(error), "error");
+    }
+  }
+
+  /** @param {any} report */
+  item(report) {
+    const target = reportTarget(report);
+    const created = report.created_at ? formatTime(Date.parse(report.created_at)) : "";
+    const head = el("div", { className: "admin-report__head" }, [
+      el("span", {
+        className: `admin-badge admin-badge--${report.kind}`,
+        text: KINDS[/** @type {keyof typeof KINDS} */ (report.kind)] ?? report.kind,
+      }),
+      el("span", { className: "admin-report__who" }, [
+        el("b", { text: target || "?" }),
+        document.createTextNode(` reported by ${report.reporter ?? report.reporter_username ?? "?"}`),
+      ]),
+      el("time", { className: "admin-report__time", text: created }),
+    ]);
+    const body = el("div", { className: "admin-report__body" }, [
+      el("p", { className: "admin-report__reason", text: report.reason ?? "" }),
+    ]);
+    if (report.excerpt) {
+      body.append(el("blockquote", { className: "admin-report__excerpt", text: report.excerpt }));
+    } else if (report.kind !== "user") {
+      body.append(
+        el("p", {
+          className: "admin-report__none",
+          text: "The reporter did not include the message text.",
+        }),
+      );
+    }
+    const item = el("li", { className: "admin-report" }, [head, body]);
+    item.dataset.report = String(report.id);
+    item.dataset.status = report.status ?? "";
+    if ((report.status ?? "open") === "open") {
+      item.append(this.resolveForm(report));
+    } else {
+      const how = [report.action ?? report.status, report.resolution].filter(Boolean).join(": ");
+      item.append(el("p", { className: "admin-report__done", text: `Resolved — ${how}` }));
+    }
+    return item;
+  }
+
+  /** @param {any} report */
+  resolveForm(report) {
+    const noteId = `admin-report-note-${report.id}`;
+    const note = el("input", {
+      className: "field__input admin-report__note",
+      attrs: {
+        id: noteId,
+        type: "text",
+        maxlength: "500",
+        autocomplete: "off",
+        placeholder: "Resolution note (for the moderators)",
+      },
+    });
+    const buttons = reportActions(report).map(({ action, label, danger }) => {
+      const button = el("button", {
+        className: `button button--small${danger ? " button--danger" : ""}`,
+        text: label,
+        attrs: { type: "button" },
+      });
+      button.dataset.action = action;
+      button.addEventListener("click", () => this.resolve(report, action, note.value));
+      return button;
+    });
+    return el("div", { className: "admin-report__actions" }, [
+      el("label", { className: "visually-hidden", text: "Resolution note", attrs: { for: noteId } }),
+      note,
+      ...buttons,
+    ]);
+  }
+
+  /**
+   * @param {any} report
+   * @param {string} action
+   * @param {string} note
+   */
+  async resolve(report, action, note) {
+    try {
+      await net.resolveReport(report.id, action, note.trim());
+      setStatus(this.status, `Report #${report.id} resolved (${action}).`, "success");
+      await this.load();
+    } catch (error) {
+      setStatus(this.status, problemText(error), "error");
+      this.status.focus();
+    }
+  }
+}

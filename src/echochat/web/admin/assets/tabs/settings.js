@@ -1,0 +1,131 @@
+// @ts-check
+/**
+ * The Settings tab: the server's live settings (GET /admin/settings) in a form; Save sends
+ * only what changed (PATCH /admin/settings), checked first in the page (state.js
+ * `settingsChanges`), and the server's refusals go next to their fields. A field the server
+ * does not offer is hidden. The GIF key is write-only: the form never holds it.
+ */
+
+import { byId } from "/static/js/ui/dom.js";
+import {
+  clearErrors,
+  problemText,
+  setStatus,
+  showProblems,
+  setBusy,
+} from "/static/js/ui/forms.js";
+import { ApiError } from "/static/js/net/api.js";
+import * as net from "../net.js";
+import { bytesInWords, normalizeSettings, SETTING_FIELDS, settingsChanges } from "../state.js";
+
+export class SettingsTab {
+  constructor() {
+    this.form = byId("admin-settings-form", HTMLFormElement);
+    this.status = byId("admin-settings-status", HTMLElement);
+    /** @type {Record<string, import("../state.js").SettingValue>} */
+    this.current = {};
+    this.form.noValidate = true;
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.save();
+    });
+    byId("admin-settings-reset", HTMLButtonElement).addEventListener("click", () => {
+      clearErrors(this.form);
+      setStatus(this.status, "");
+      this.fill();
+    });
+    const upload = this.input("upload_max_bytes");
+    upload?.addEventListener("input", () => this.describeUpload());
+  }
+
+  /** @param {string} name */
+  input(name) {
+    const node = this.form.elements.namedItem(name);
+    return node instanceof HTMLInputElement || node instanceof HTMLSelectElement ? node : null;
+  }
+
+  async load() {
+    setStatus(this.status, "");
+    try {
+      this.current = normalizeSettings(await net.settings());
+      this.fill();
+    } catch (error) {
+      setStatus(this.status, problemText(error), "error");
+    }
+  }
+
+  fill() {
+    for (const field of SETTING_FIELDS) {
+      const input = this.input(field.name);
+      if (!input) {
+        continue;
+      }
+      const setting = this.current[field.name];
+      const box = input.closest(".field");
+      box?.toggleAttribute("hidden", !setting);
+      if (!setting) {
+        continue;
+      }
+      if (input instanceof HTMLInputElement && input.type === "checkbox") {
+        input.checked = Boolean(setting.value);
+      } else if (field.kind === "secret") {
+        input.value = "";
+        /** @type {HTMLInputElement} */ (input).placeholder = setting.set
+          ? "A key is set (type to replace it)"
+          : "No key set";
+      } else {
+        input.value = setting.value === null || setting.value === undefined ? "" : String(setting.value);
+      }
+      if (box) {
+        box.dataset.source = setting.source;
+        box.title = setting.source ? `Comes from: ${setting.source}` : "";
+      }
+    }
+    this.describeUpload();
+  }
+
+  describeUpload() {
+    const upload = this.input("upload_max_bytes");
+    const hint = document.getElementById("admin-set-upload-hint");
+    if (upload && hint) {
+      hint.textContent = bytesInWords(Number(upload.value)) || "A number of bytes.";
+    }
+  }
+
+  async save() {
+    clearErrors(this.form);
+    setStatus(this.status, "");
+    /** @type {Record<string, string>} */
+    const values = {};
+    for (const [key, value] of new FormData(this.form)) {
+      values[key] = typeof value === "string" ? value : "";
+    }
+    const { changes, problems } = settingsChanges(this.current, values);
+    if (problems.length) {
+      showProblems(this.form, this.status, problems);
+      return;
+    }
+    if (!Object.keys(changes).length) {
+      setStatus(this.status, "Nothing changed.");
+      return;
+    }
+    setBusy(this.form, true);
+    try {
+      const answer = await net.updateSettings(changes);
+      this.current = answer ? normalizeSettings(answer) : this.current;
+      this.fill();
+      const names = Object.keys(changes).length;
+      setStatus(this.status, `Saved ${names} setting${names === 1 ? "" : "s"}; every server process uses them now.`, "success");
+    } catch (error) {
+      if (error instanceof ApiError && error.fields.length) {
+        showProblems(this.form, this.status, error.fields);
+      } else if (error instanceof ApiError && typeof error.details.setting === "string") {
+        showProblems(this.form, this.status, [{ field: error.details.setting, message: error.message }]);
+      } else {
+        setStatus(this.status, problemText(error), "error");
+      }
+    } finally {
+      setBusy(this.form, false);
+    }
+  }
+}
