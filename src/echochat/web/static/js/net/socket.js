@@ -24,7 +24,11 @@
  *   `ok` says `more`, `hello` is sent again with the new cursor. During that replay the
  *   cursor moves only with the `ok` replies (live events may interleave and would skip the
  *   rest); afterwards every `dm.message` moves it. Without a cursor (a fresh page) the `ok`
- *   gives the starting one. Listeners de-duplicate by id.
+ *   gives the starting one. Listeners de-duplicate by id. Rooms the same way: `hello`
+ *   always carries `rooms: {"<id>": cursor}` (empty on a fresh page); the server replays
+ *   the `room.message` events after each, and its `ok` gives the cursor of every room I am
+ *   in (the newest id for a room not named); afterwards every `room.message` moves its
+ *   room's cursor.
  *
  * Emits: "status" ({@link SocketStatus}), "ready" (hello data, after the replay),
  * "event" ({type, data}), one emit per event type ("presence", "buddy.request",
@@ -113,6 +117,12 @@ export class Socket extends Emitter {
     this.cursor = null;
     /** True from the greeting until the replay is over: live ids do not move the cursor. */
     this.replaying = false;
+    /**
+     * Per room I am in, the highest room message id handed on (state/rooms.js sets the
+     * rooms it knows; `hello` carries them as `rooms` and the replay moves them).
+     * @type {Map<number, number>}
+     */
+    this.roomCursors = new Map();
     this.refresh = options.refresh ?? refreshSession;
     /** @type {WebSocket | null} */
     this.ws = null;
@@ -265,6 +275,9 @@ export class Socket extends Emitter {
         this.cursor = id;
       }
     }
+    if (frame.type === "room.message" && !this.replaying) {
+      this.moveRoomCursor(frame.data?.room, frame.data?.id);
+    }
     if (frame.type === "hello") {
       this.onHello(ws, frame.data ?? {});
     } else if (frame.type === "kicked") {
@@ -321,6 +334,10 @@ export class Socket extends Emitter {
       if (device) {
         data.device_id = device;
       }
+      // Always named (even empty): the answer then gives every room of mine its cursor.
+      data.rooms = Object.fromEntries(
+        [...this.roomCursors].map(([room, cursor]) => [String(room), cursor]),
+      );
       /** @type {any} */
       let reply;
       try {
@@ -329,10 +346,11 @@ export class Socket extends Emitter {
         const refused =
           error instanceof SocketError &&
           !["timeout", "disconnected", "not_connected"].includes(error.code);
-        if (refused && this.cursor !== null) {
+        if (refused && (this.cursor !== null || this.roomCursors.size)) {
           // The server does not take this cursor: start afresh (the windows refetch
           // their history and the counts on "ready").
           this.cursor = null;
+          this.roomCursors.clear();
           continue;
         }
         throw error;
@@ -340,9 +358,34 @@ export class Socket extends Emitter {
       if (typeof reply.cursor === "number" && Number.isSafeInteger(reply.cursor)) {
         this.cursor = Math.max(this.cursor ?? 0, reply.cursor);
       }
+      if (reply.rooms && typeof reply.rooms === "object") {
+        // Every room I am in, and only those (a room I left is not in it).
+        const before = this.roomCursors;
+        this.roomCursors = new Map();
+        for (const [room, cursor] of Object.entries(reply.rooms)) {
+          this.roomCursors.set(Number(room), before.get(Number(room)) ?? 0);
+          this.moveRoomCursor(Number(room), cursor);
+        }
+      }
       if (reply.more !== true) {
         return;
       }
+    }
+  }
+
+  /**
+   * @param {unknown} room
+   * @param {unknown} id
+   */
+  moveRoomCursor(room, id) {
+    if (
+      typeof room === "number" &&
+      Number.isSafeInteger(room) &&
+      typeof id === "number" &&
+      Number.isSafeInteger(id) &&
+      id > (this.roomCursors.get(room) ?? 0)
+    ) {
+      this.roomCursors.set(room, id);
     }
   }
 

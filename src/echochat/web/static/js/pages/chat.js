@@ -13,6 +13,7 @@ import { idleTimeoutFrom } from "../state/presence.js";
 import { setStatus } from "../ui/forms.js";
 import { bindKeySetup } from "../ui/keysetup.js";
 import { startMessenger } from "../ui/messenger.js";
+import { startRooms } from "../ui/rooms.js";
 import { bindSignOut } from "./signout.js";
 
 const windowEl = document.getElementById("buddy-window");
@@ -30,10 +31,21 @@ if (windowEl instanceof HTMLElement && windowEl.dataset.username) {
   const keys = new KeySession(windowEl.dataset.username);
   keys.attach(socket);
   bindKeySetup(keys);
-  startMessenger({
+  const me = windowEl.dataset.username;
+  const messenger = startMessenger({
     socket,
-    me: windowEl.dataset.username,
+    me,
     idleMs: idleTimeoutFrom(window.location.search),
+    keys,
+  });
+  // Chat rooms and private groups, beside the buddy list (ui/rooms.js).
+  startRooms({
+    me,
+    socket,
+    store: messenger.store,
+    sounds: messenger.pms.sounds,
+    confirm: (question) => messenger.dialogs.confirm(question),
+    openChat: (username) => messenger.pms.open(username),
     keys,
   });
   socket.start();

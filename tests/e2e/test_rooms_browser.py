@@ -1,0 +1,258 @@
+"""Chat rooms and private groups in a real browser against a live server (issue #7, item 5
+and its browser test): three users join a public room from the room browser, talk, see
+each other typing and online in the member list; Alice makes a private group, invites her
+buddies, they accept and talk, a mention of Carol is highlighted and counted; Alice (the
+owner) deletes a message and it disappears for everyone; Bob ignores Carol. Also the pure
+parts (state/roomlog.js) run in Chromium, a reconnect that resumes with nothing missing or
+doubled, and the open room on a narrow window.
+
+One shared server, three browser contexts. Every page must stay free of console errors
+and CSP violations. Screenshots go to test-output/<test id>/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import WebSocketRoute, expect
+
+from tests.conftest import LiveServer
+from tests.e2e.accounts import ALICE, BOB
+from tests.e2e.buddylist import CAROL, befriend, open_chat, register
+from tests.e2e.conftest import NewContext, Watch
+from tests.e2e.rooms import Rooms
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+PURE_CHECKS = """
+async () => {
+  const r = await import("/static/js/state/roomlog.js");
+  const out = {};
+  out.mentions = ["hi @bob", "@bob: look", "@bobby no", "mail bob@bob.org", "(@BOB)",
+    "@bob.", "@bob.x", "x@bob"].map((t) => r.mentions(t, "bob"));
+  out.split = r.splitMentions("hey @bob, and @bob!", "bob")
+    .map((p) => (p.mention ? `[${p.text}]` : p.text)).join("");
+  const log = r.emptyLog(7);
+  const msg = (id, sender, text, extra = {}) => ({ id, room: 7, sender, client_id: `c${id}`,
+    created_at: "2026-12-02T06:00:00Z", kind: "text", text, ...extra });
+  r.merge(log, msg(5, "bob", "five"), "alice");
+  r.merge(log, msg(3, "carol", "three"), "alice");
+  const again = r.merge(log, msg(5, "bob", "five"), "alice");
+  log.pending.push({ key: "c:x", id: null, clientId: "x", sender: "alice", name: "", time: 0,
+    state: "open", text: "mine", problem: "", send: "sending", sendError: "", mention: false,
+    message: null, envelope: null });
+  out.twice = again.added;
+  out.order = r.transcript(log).map((l) => l.id);
+  r.merge(log, msg(9, "alice", "mine", { client_id: "x" }), "alice");
+  out.acked = [log.pending.length, log.byId.get(9).key];
+  r.remove(log, 5);
+  out.late = r.merge(log, msg(5, "bob", "five"), "alice");
+  out.afterDelete = r.transcript(log).map((l) => l.id);
+  out.ignored = r.transcript(log, new Set(["carol"])).map((l) => l.id);
+  out.deletedFlag = r.merge(log, msg(11, "bob", "", { deleted: true }), "alice");
+  out.typing = [[], ["Bob"], ["Bob", "Carol"], ["a", "b", "c"]].map(r.typingText);
+  return out;
+}
+"""
+
+
+async def test_rooms_groups_and_moderation(
+    shared_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+) -> None:
+    server = shared_server
+    await register(server, ALICE, BOB, CAROL)
+    await befriend(server, ALICE, BOB)
+    await befriend(server, ALICE, CAROL)
+    alice = Rooms(await open_chat(new_context, watch, server, ALICE))
+    bob = Rooms(await open_chat(new_context, watch, server, BOB))
+    carol = Rooms(await open_chat(new_context, watch, server, CAROL))
+
+    # The pure parts, in Alice's page.
+    out: dict[str, Any] = await alice.page.evaluate(PURE_CHECKS)
+    assert out["mentions"] == [True, True, False, False, True, True, False, False]
+    assert out["split"] == "hey [@bob], and [@bob]!"
+    assert out["twice"] is False
+    assert out["order"] == [3, 5, None]
+    assert out["acked"] == [0, "c:x"]  # my pending send became the acknowledged line
+    assert out["late"] is None  # a deleted message does not come back
+    assert out["afterDelete"] == [3, 9]
+    assert out["ignored"] == [9]
+    assert out["deletedFlag"] is None
+    assert out["typing"] == [
+        "",
+        "Bob is typing…",
+        "Bob and Carol are typing…",
+        "Several people are typing…",
+    ]
+
+    # --- a public room ---------------------------------------------------------------------
+    await alice.show_rooms()
+    await alice.page.get_by_role("button", name="Browse rooms…").click()
+    browser = alice.page.get_by_role("dialog", name="Chat rooms")
+    await expect(browser.locator(".room-table__row")).to_have_count(10)
+    await browser.get_by_role("button", name=re.compile("^Technology")).click()
+    await expect(browser.locator(".room-table__row")).to_have_count(2)
+    await browser.get_by_label("Search rooms by name").fill("pyth")
+    await expect(browser.locator(".room-table__row")).to_have_count(1)
+    await alice.page.screenshot(path=output_dir / "room-browser.png")
+    await browser.get_by_role("button", name="Join Python").click()
+    await alice.expect_open("Python")
+    await bob.join_from_browser("Technology", "Python")
+    await carol.join_from_browser("Technology", "Python")
+
+    # Presence in the member list; typing; talking.
+    await expect(alice.member("bob")).to_have_attribute("data-state", "online")
+    await expect(alice.member("carol")).to_have_attribute("data-state", "online")
+    await alice.send("Hello Pythonistas :)")
+    await expect(bob.line("Hello Pythonistas").locator(".emoticon")).to_have_text("🙂")
+    await bob.input.press_sequentially("import ")
+    await expect(alice.typing).to_have_text("Bob Builder is typing…")
+    await bob.input.press_sequentially("this")
+    await bob.input.press("Enter")
+    await expect(alice.line("import this")).to_have_count(1)
+    await expect(alice.typing).to_have_text("")
+    await carol.send("Hi all, see https://docs.python.org/3/")
+    link = alice.line("Hi all").locator("a.pm-link")
+    await expect(link).to_have_attribute("href", "https://docs.python.org/3/")
+    await alice.page.screenshot(path=output_dir / "public-room.png")
+
+    # --- a private group: create, invite, accept, talk, mention ------------------------------
+    await alice.create_group("Book club", "Novels, once a month")
+    await expect(alice.member("alice")).to_contain_text("Owner")
+    await alice.invite("bob")
+    await alice.invite("carol")
+    bar = bob.page.locator("#invite-alert")
+    await expect(bar).to_contain_text("Alice Liddell invites you to the group “Book club”.")
+    await bob.page.screenshot(path=output_dir / "group-invitation.png")
+    await bar.get_by_role("button", name="Join").click()
+    await bob.expect_open("Book club")
+    await carol.page.locator("#invite-alert").get_by_role("button", name="Join").click()
+    await carol.expect_open("Book club")
+    await expect(alice.member("carol")).to_have_attribute("data-state", "online")
+    await expect(alice.notes().last).to_have_text("Carol Singer joined.")
+    await bob.send("Has everyone read it?")
+    await alice.send("Almost! @carol what about you?")
+    mention = carol.line("Almost!")
+    await expect(mention).to_have_class(re.compile(r"\broom-line--mention\b"))
+    await expect(mention.locator("mark")).to_have_text("@carol")
+    await expect(bob.line("Almost!")).not_to_have_class(re.compile(r"\broom-line--mention\b"))
+
+    # Carol goes back to Python; a mention in the group is counted in her rooms list.
+    await carol.show_rooms()
+    await carol.room_item("Python").click()
+    await carol.expect_open("Python")
+    await bob.send("@carol chapter 3 is the best")
+    group = carol.room_item("Book club")
+    await expect(group.locator(".room-item__unread")).to_have_text("1")
+    await expect(group.locator(".room-item__mention")).to_have_text("@")
+    await expect(carol.page.get_by_role("tab", name="Rooms, 1 unread")).to_be_visible()
+    await carol.page.screenshot(path=output_dir / "unread-mention.png")
+    await group.click()
+    await carol.expect_open("Book club")
+    await expect(group.locator(".room-item__unread")).to_have_count(0)
+
+    # --- moderation: the owner deletes a message; it disappears for everyone ------------------
+    await bob.send("Spoiler: the butler did it")
+    await expect(carol.line("Spoiler")).to_have_count(1)
+    menu = await alice.line_menu("Spoiler")
+    await alice.page.screenshot(path=output_dir / "moderator-line-menu.png")
+    await menu.get_by_role("menuitem", name=re.compile("^Delete message")).click()
+    for who in (alice, bob, carol):
+        await expect(who.line("Spoiler")).to_have_count(0)
+    await expect(carol.line("chapter 3")).to_have_count(1)
+    # The owner's menu on a member offers mute, kick and ban; a member's does not.
+    menu = await alice.member_menu("bob")
+    for item in ("Mute for 5 minutes", "Kick out…", "Ban…", "Make a moderator"):
+        await expect(menu.get_by_role("menuitem", name=item)).to_be_visible()
+    await alice.page.screenshot(path=output_dir / "moderator-member-menu.png")
+    await alice.page.keyboard.press("Escape")
+    menu = await bob.member_menu("carol")
+    await expect(menu.get_by_role("menuitem", name="Kick out…")).to_have_count(0)
+    # Bob ignores Carol: her lines go away for him only, and stay away after a reload.
+    await menu.get_by_role("menuitem", name="Ignore Carol Singer").click()
+    await expect(bob.line("chapter 3")).to_have_count(1)
+    await expect(bob.lines().filter(has_text="Almost!")).to_have_count(1)
+    await carol.send("Bob, are you ignoring me?")
+    await expect(alice.line("ignoring me")).to_have_count(1)
+    await expect(bob.line("ignoring me")).to_have_count(0)
+    await expect(bob.member("carol")).to_contain_text("ignored")
+    # Alice mutes Bob for 5 minutes: his next message is refused, and says why.
+    menu = await alice.member_menu("bob")
+    await menu.get_by_role("menuitem", name="Mute for 5 minutes").click()
+    await expect(alice.member("bob")).to_contain_text("muted")
+    await bob.input.fill("Can I still talk?")
+    await bob.input.press("Enter")
+    await expect(bob.lines().last).to_have_attribute("data-send", "failed")
+    await expect(bob.lines().last.locator(".room-line__failed")).to_contain_text("Not sent")
+    await bob.page.screenshot(path=output_dir / "muted.png")
+    menu = await alice.member_menu("bob")
+    await menu.get_by_role("menuitem", name="Lift the mute").click()
+    await expect(alice.member("bob")).not_to_contain_text("muted")
+
+    # --- resume: Carol is cut off while Bob writes; nothing missing or doubled ----------------
+    gate = {"open": True}
+    hellos: list[dict[str, Any]] = []
+    routes: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+
+    async def through_gate(ws: WebSocketRoute) -> None:
+        if not gate["open"]:
+            await ws.close(code=1001, reason="gate closed")
+            return
+        server_side = ws.connect_to_server()
+        routes.append((ws, server_side))
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str) and json.loads(message).get("op") == "hello":
+                hellos.append(json.loads(message)["data"])
+            server_side.send(message)
+
+        ws.on_message(to_server)
+
+    await carol.page.route_web_socket(re.compile(r"/ws(\?.*)?$"), through_gate)
+    await carol.page.reload()
+    await carol.chat.connected()
+    await carol.expect_open("Book club")  # the open room is remembered across a reload
+    await expect(carol.line("chapter 3")).to_have_count(1)
+    gate["open"] = False
+    page_side, server_side = routes[-1]
+    await server_side.close(code=1000, reason="cut")
+    await page_side.close(code=1001, reason="cut")
+    await expect(carol.chat.window).not_to_have_attribute("data-connection", "online")
+    for n in range(1, 4):
+        await bob.send(f"while you were away {n}")
+    cut = len(hellos)
+    gate["open"] = True
+    await carol.page.evaluate("() => window.dispatchEvent(new Event('online'))")
+    await carol.chat.connected()
+    for n in range(1, 4):
+        await expect(carol.line(f"while you were away {n}")).to_have_count(1)
+    rooms = [h.get("rooms") for h in hellos[cut:]]
+    assert rooms and all(isinstance(r, dict) and r for r in rooms), hellos
+    await bob.send("and one more, live")
+    await expect(carol.line("and one more, live")).to_have_count(1)
+    texts = await carol.lines().locator(".room-line__text").all_text_contents()
+    assert len(texts) == len(set(texts)), texts  # nothing doubled
+    assert [t for t in texts if t.startswith("while you were away")] == [
+        f"while you were away {n}" for n in range(1, 4)
+    ]
+
+    # --- a narrow window: the room takes the whole window; ‹ goes back to the list ------------
+    await carol.page.set_viewport_size({"width": 390, "height": 760})
+    await expect(carol.pane).to_be_visible()
+    box = await carol.pane.bounding_box()
+    assert box is not None and box["width"] > 360, box
+    await carol.page.screenshot(path=output_dir / "narrow-room.png")
+    await carol.pane.get_by_role("button", name="Back to the buddy list").click()
+    await expect(carol.pane).to_be_hidden()
+    await expect(carol.room_item("Book club")).to_be_visible()
+    await carol.page.screenshot(path=output_dir / "narrow-rooms-list.png")
+
+    await alice.page.screenshot(path=output_dir / "group-owner.png")
+    await bob.page.screenshot(path=output_dir / "group-bob.png")
+    await alice.chat.assert_clean()
+    await carol.chat.assert_clean()
+    await bob.chat.assert_clean()
