@@ -429,7 +429,7 @@ def test_doctor_unreachable_redis(data_dir: Path, monkeypatch: pytest.MonkeyPatc
     output = invoke(data_dir, "doctor", code=1)
     assert "redis://:***@127.0.0.1:1/0" in output
     assert "secretpw" not in output
-    assert "bus" in output.splitlines()[-1]
+    assert "redis" in output.splitlines()[-1]
 
 
 def test_db_behind_is_reported_and_upgraded(data_dir: Path) -> None:
