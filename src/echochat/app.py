@@ -16,9 +16,11 @@ from starlette.websockets import WebSocket
 from echochat import __version__
 from echochat.api import admin as admin_api
 from echochat.api import admin_assets
+from echochat.api import admin_rooms as admin_rooms_api
 from echochat.api import auth, buddies, dm, health, keys, metrics, pages
 from echochat.api import reports as reports_api
 from echochat.api import room_messages as room_messages_api
+from echochat.api import rooms as rooms_api
 from echochat.api.csrf import CsrfMiddleware
 from echochat.api.errors import UnexpectedErrorMiddleware, install_error_handlers
 from echochat.api.security import SecurityHeadersMiddleware
@@ -150,6 +152,8 @@ def create_app(settings: Settings, *, ctx: Context | None = None) -> FastAPI:
     app.include_router(buddies.router)
     app.include_router(keys.router)
     app.include_router(dm.router)
+    app.include_router(rooms_api.router)
+    app.include_router(admin_rooms_api.router)
     app.include_router(room_messages_api.router)
     app.include_router(reports_api.router)
     app.include_router(admin_api.router)
