@@ -37,6 +37,7 @@ class RoomSite:
     app: FastAPI
     http: httpx.AsyncClient
     feeds: dict[int, Subscription] = field(default_factory=dict)
+    orders: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def ctx(self) -> Context:
@@ -80,7 +81,8 @@ class RoomSite:
     async def events(self, who: User, type_prefix: str = "room.") -> list[Event]:
         """The events ``who`` was sent since the last call (those whose type starts with
         ``type_prefix``): a marker published after them bounds the read, so nothing is
-        waited for that did not come."""
+        waited for that did not come. Roomcast membership orders read meanwhile are kept in
+        ``orders``."""
         sub = self.feeds[who.id]
         await self.ctx.bus.publish(notify.user_channel(who.id), MARK)
         out: list[Event] = []
@@ -89,7 +91,9 @@ class RoomSite:
                 _, payload = await sub.get()
                 if payload == MARK:
                     return out
-                if payload.startswith(b"E"):
+                if payload.startswith(b"R"):  # a roomcast membership order for the hubs
+                    self.orders.setdefault(who.id, []).append(orjson.loads(payload[1:]))
+                elif payload.startswith(b"E"):
                     frame = orjson.loads(payload[1:])
                     if frame["type"].startswith(type_prefix):
                         out.append({"type": frame["type"], **frame["data"]})

@@ -137,7 +137,7 @@ async def kick(
         by=principal.username,
         member_count=len(recipients),
     )
-    await rooms_service.announce_member(ctx, [*recipients, target_id], data)
+    await rooms_service.announce_removed(ctx, recipients, target_id, data)
 
 
 async def ban(
@@ -186,7 +186,7 @@ async def ban(
             by=principal.username,
             member_count=len(recipients),
         )
-        await rooms_service.announce_member(ctx, [*recipients, target_id], data)
+        await rooms_service.announce_removed(ctx, recipients, target_id, data)
     return until
 
 

@@ -5,7 +5,10 @@ module applies them. Visibility: a public room is seen by everyone; a private gr
 its members and staff (``rooms:manage``): to anyone else it does not exist (404
 ``room_not_found``). Member-only reads of a public room answer 403 ``not_a_member``.
 Every change is one transaction; events (``room.member``, ``room.update``) go out after the
-commit. Invites are in :mod:`echochat.services.room_invites`, moderation in
+commit, after :mod:`echochat.services.roomcast` was told of the membership change (so every
+process's hub routes room messages to exactly the members' sockets).
+
+Invites are in :mod:`echochat.services.room_invites`, moderation in
 :mod:`echochat.services.room_moderation`, staff management in
 :mod:`echochat.services.rooms_admin`.
 """
@@ -30,7 +33,7 @@ from echochat.domain.events_rooms import (
 )
 from echochat.domain.presence import OFFLINE, Presence, seen_by
 from echochat.domain.rooms import ROOMS_MANAGE, Role, capacity_of, check_name, check_topic
-from echochat.services import notify, presence
+from echochat.services import notify, presence, roomcast
 from echochat.services.accounts import Principal
 from echochat.services.context import Context
 from echochat.store import audit
@@ -42,6 +45,7 @@ __all__ = [
     "SNAPSHOT_ABOVE",
     "announce_joined",
     "announce_member",
+    "announce_removed",
     "announce_update",
     "browse",
     "capacity",
@@ -149,10 +153,21 @@ async def announce_member(
         await notify.to_users(ctx, others, RoomMemberEvent(data=hidden_data))
 
 
+async def announce_removed(
+    ctx: Context, recipients: list[int], removed_id: int, data: RoomMemberData
+) -> None:
+    """``removed_id`` left or was removed: every process stops routing the room to their
+    sockets (before anything else is sent), then the members and they are told."""
+    await roomcast.membership_changed(ctx, data.room, removed_id, False)
+    await announce_member(ctx, [*recipients, removed_id], data)
+
+
 async def announce_update(
     ctx: Context, recipients: list[int], room: RoomPublic, *, deleted: bool = False
 ) -> None:
     action = "deleted" if deleted else "changed"
+    if deleted:
+        await roomcast.room_deleted(ctx, room.id)
     await notify.to_users(
         ctx, recipients, RoomUpdateEvent(data=RoomUpdateData(action=action, room=room))
     )
@@ -329,7 +344,8 @@ async def announce_joined(
         rows = [r for r in await store.member_rows(conn, room.id) if r.user_id == user_id]
         hidden = await store.presence_hidden_to(conn, user_id)
     if not rows:
-        return  # left again meanwhile
+        return  # left again meanwhile (and that leave's hook ran)
+    await roomcast.membership_changed(ctx, room.id, user_id, True)
     shown = await presence.current(ctx, user_id)
 
     def data(view: Presence) -> RoomMemberData:
@@ -427,7 +443,7 @@ async def leave(ctx: Context, principal: Principal, room_id: int, *, ip: str = "
     data = RoomMemberData(
         room=room_id, user=principal.username, action="leave", member_count=len(others)
     )
-    await announce_member(ctx, [*others, principal.user_id], data)
+    await announce_removed(ctx, others, principal.user_id, data)
 
 
 # editing and deleting ---------------------------------------------------------------------
