@@ -174,6 +174,14 @@ class RealtimeConnection:
         # Messages read while a replay is under way wait here, so that each conversation is
         # handed on in id order: live ones may overtake the replayed pages on the wire.
         self._held: dict[int, DmMessageEvent] = {}
+        # Room messages (docs/protocol.md, "Room messages"), once track_rooms() was called:
+        # a cursor per room, the cursors sent in the last hello, the ids seen, and what
+        # arrived during a replay (handed on in id order per room when its page ends).
+        self._rooms: dict[int, int] | None = None
+        self._room_floor: dict[int, int] = {}
+        self._room_seen: set[int] = set()
+        self._room_seen_order: deque[int] = deque()
+        self._room_held: dict[int, Event] = {}
 
     # --- public state -----------------------------------------------------------------------
 
@@ -209,6 +217,12 @@ class RealtimeConnection:
         the server's newest id at the first ``hello``). Keep it to resume in a later process:
         ``client.connect(cursor=...)``."""
         return self._cursor
+
+    @property
+    def room_cursors(self) -> dict[int, int] | None:
+        """Per room of the user, the highest room message id handed on (None until
+        :meth:`track_rooms`). Keep them to resume in a later process."""
+        return None if self._rooms is None else dict(self._rooms)
 
     @property
     def replayed(self) -> int:
@@ -389,6 +403,68 @@ class RealtimeConnection:
         """BUZZ! ``to`` (rate-limited per pair: :class:`OpError` ``rate_limited``)."""
         await self.request("buzz", {"to": to})
 
+    # --- room messages ------------------------------------------------------------------------
+
+    async def track_rooms(
+        self, cursors: Mapping[int, int] | None = None, *, timeout: float | None = None
+    ) -> dict[int, int]:
+        """Resume room messages from ``cursors`` (room id -> the highest id processed; rooms
+        left out start at their newest message) and keep doing so on every reconnect: the
+        server replays what each room missed, in pages, and this connection hands each
+        ``room.message`` id on once, in order per room. Returns the cursors of all the
+        user's rooms."""
+        self._rooms = dict(self._rooms or {}) | dict(cursors or {})
+        while True:
+            data: dict[str, Any] = {"rooms": {str(r): c for r, c in self._rooms.items()}}
+            if self._cursor is not None:
+                data["cursor"] = self._cursor
+                self._floor = self._cursor
+            self._room_floor = dict(self._rooms)
+            self._replaying = True
+            reply = await self.request("hello", data, timeout=timeout)
+            if reply.get("more") is not True:
+                return dict(self._rooms or {})
+
+    def _room_resumed(self, reply: Mapping[str, Any]) -> None:
+        """The room part of a ``hello`` reply: where each room stands (a room left out is
+        one the user is no longer in); then hand on what this page covered."""
+        rooms = reply.get("rooms")
+        if self._rooms is None or not isinstance(rooms, Mapping):
+            return
+        now: dict[int, int] = {}
+        for key, value in rooms.items():
+            if str(key).isdigit() and isinstance(value, int) and not isinstance(value, bool):
+                now[int(key)] = max(value, self._rooms.get(int(key), 0))
+        self._rooms = now
+        for mid in sorted(self._room_held):
+            room = self._room_held[mid].data.get("room")
+            limit = now.get(room) if isinstance(room, int) else None
+            if self._replaying and (limit is None or mid > limit):
+                continue
+            self._queue.put_nowait(self._room_held.pop(mid))
+            if not self._replaying and isinstance(room, int) and mid > now.get(room, 0):
+                now[room] = mid
+
+    def _room_first_time(self, event: Event) -> bool:
+        """Whether this room message is new here; holds it during a replay; moves the
+        room's cursor for live messages."""
+        mid, room = event.data.get("id"), event.data.get("room")
+        if not isinstance(mid, int) or not isinstance(room, int):
+            return True  # not ours to judge: pass it on
+        if mid in self._room_seen or mid <= self._room_floor.get(room, -1):
+            log.debug("dropping room message %d: already handed on", mid)
+            return False
+        self._room_seen.add(mid)
+        self._room_seen_order.append(mid)
+        while len(self._room_seen_order) > SEEN_IDS:
+            self._room_seen.discard(self._room_seen_order.popleft())
+        if self._replaying:
+            self._room_held[mid] = event
+            return False
+        if self._rooms is not None:
+            self._rooms[room] = max(self._rooms.get(room, 0), mid)
+        return True
+
     # --- internals: one socket --------------------------------------------------------------
 
     async def _wait_ready(self) -> None:
@@ -528,6 +604,7 @@ class RealtimeConnection:
         if isinstance(replayed, int) and not isinstance(replayed, bool):
             self._replayed_total += replayed
         self._replaying = reply.get("more") is True
+        self._room_resumed(reply)
         # Hand on, in id order, what this page covered; once the replay is over, everything
         # held (live messages that came early), and the cursor follows them.
         limit = self._cursor or 0
@@ -572,6 +649,8 @@ class RealtimeConnection:
             if self._replaying:  # handed on in order when its page (or the replay) ends
                 self._held[event.message.id] = event
                 return
+        if event.type == "room.message" and not self._room_first_time(event):
+            return
         if isinstance(event, HelloEvent):
             self._hello = event
         if isinstance(event, KickedEvent):
@@ -605,6 +684,10 @@ class RealtimeConnection:
                 data["cursor"] = self._cursor
                 self._floor = self._cursor
                 self._replaying = True  # until the reply says no more pages follow
+            if self._rooms is not None:
+                data["rooms"] = {str(r): c for r, c in self._rooms.items()}
+                self._room_floor = dict(self._rooms)
+                self._replaying = True
             reply = await self._exchange(ws, "hello", data, timeout=self._open_timeout)
             if reply.get("more") is not True:
                 break
