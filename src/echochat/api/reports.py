@@ -3,23 +3,16 @@ routes over services.reports."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
 
 from echochat.api.deps import ClientIP, Ctx, CurrentUser, require
-from echochat.api.schemas.reports import (
-    ReportIn,
-    ReportMineOut,
-    ReportReviewOut,
-    ReportsMineOut,
-    ReportsQueueOut,
-    ResolveIn,
-)
+from echochat.api.schemas.reports import ReportIn, ReportsMineOut, ReportsQueueOut, ResolveIn
 from echochat.domain.events_admin import ReportStatus
 from echochat.services import reports
 from echochat.services.accounts import Principal
+from echochat.services.reports import ReportMine, ReportReview
 
 __all__ = ["router"]
 
@@ -29,10 +22,10 @@ Reviewer = Annotated[Principal, Depends(require("reports:review"))]
 ReportId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-@router.post("/reports", status_code=status.HTTP_201_CREATED, response_model=ReportMineOut)
-async def file_report(body: ReportIn, principal: CurrentUser, ctx: Ctx) -> ReportMineOut:
+@router.post("/reports", status_code=status.HTTP_201_CREATED, response_model=ReportMine)
+async def file_report(body: ReportIn, principal: CurrentUser, ctx: Ctx) -> ReportMine:
     """Report a user, a DM I sent or received, or a message of a room I am in."""
-    filed = await reports.submit(
+    return await reports.submit(
         ctx,
         principal,
         kind=body.kind,
@@ -41,14 +34,12 @@ async def file_report(body: ReportIn, principal: CurrentUser, ctx: Ctx) -> Repor
         reason=body.reason,
         excerpt=body.excerpt,
     )
-    return ReportMineOut(**asdict(filed))
 
 
 @router.get("/reports/mine", response_model=ReportsMineOut)
 async def my_reports(principal: CurrentUser, ctx: Ctx) -> ReportsMineOut:
     """My reports, newest first, with their status and outcome."""
-    found = await reports.mine(ctx, principal)
-    return ReportsMineOut(reports=[ReportMineOut(**asdict(r)) for r in found])
+    return ReportsMineOut(reports=await reports.mine(ctx, principal))
 
 
 @router.get("/admin/reports", response_model=ReportsQueueOut)
@@ -62,17 +53,17 @@ async def report_queue(
     """The reports with ``status``, newest first; page with ``before``."""
     found = await reports.queue(ctx, principal, status=status, before=before, limit=limit)
     return ReportsQueueOut(
-        reports=[ReportReviewOut(**asdict(r)) for r in found],
+        reports=found,
         next_before=found[-1].id if len(found) == limit else None,
     )
 
 
-@router.post("/admin/reports/{report_id}/resolve", response_model=ReportReviewOut)
+@router.post("/admin/reports/{report_id}/resolve", response_model=ReportReview)
 async def resolve_report(
     report_id: ReportId, body: ResolveIn, principal: Reviewer, ctx: Ctx, ip: ClientIP
-) -> ReportReviewOut:
+) -> ReportReview:
     """Dismiss the report or act on it (delete the message, mute or ban the user)."""
-    done = await reports.resolve(
+    return await reports.resolve(
         ctx,
         principal,
         report_id,
@@ -81,4 +72,3 @@ async def resolve_report(
         minutes=body.minutes,
         ip=ip,
     )
-    return ReportReviewOut(**asdict(done))
