@@ -192,6 +192,10 @@ async def test_rooms_groups_and_moderation(
     menu = await alice.member_menu("bob")
     await menu.get_by_role("menuitem", name="Lift the mute").click()
     await expect(alice.member("bob")).not_to_contain_text("muted")
+    await expect(bob.member("bob")).not_to_contain_text("muted")
+    await bob.lines().last.get_by_role("button", name="Retry").click()
+    await expect(alice.line("Can I still talk?")).to_have_count(1)
+    await expect(bob.lines().last).to_have_attribute("data-send", "sent")
 
     # --- resume: Carol is cut off while Bob writes; nothing missing or doubled ----------------
     gate = {"open": True}

@@ -596,6 +596,87 @@ export class KeySession extends Emitter {
     return { payload: opened.payload };
   }
 
+  // --- encrypted groups (state/rooms.js; docs/e2ee.md, conversation `group:<id>`) ----------
+
+  /**
+   * The envelope of `payload` from this device to a group: wrapped for every published
+   * device of every member (`members`, the user included) and every device of the user, as
+   * the server requires (409 `stale_members` otherwise: refetch the members, seal again).
+   * @param {number} room
+   * @param {string[]} members usernames
+   * @param {Record<string, unknown>} payload
+   * @param {string} clientId
+   * @returns {Promise<Envelope>}
+   */
+  async sealGroup(room, members, payload, clientId) {
+    const { keyring, deviceId } = this.#unlockedKeys();
+    const device = keyring.device(deviceId);
+    let own = (await this.directories.get(this.#me)).directory;
+    if (!own.devices.some((d) => d.deviceId === deviceId)) {
+      own = (await this.directories.get(this.#me, true)).directory;
+    }
+    const others = members.filter((m) => m !== this.#me);
+    const directories = await Promise.all(others.map((m) => this.directories.forPeer(m)));
+    return e2ee.seal(e2ee.encodePayload(payload), {
+      conv: `group:${room}`,
+      sender: this.#me,
+      senderDevice: device,
+      clientId,
+      recipients: e2ee.recipientsFor(this.#me, deviceId, own, ...directories),
+    });
+  }
+
+  /**
+   * Verify and decrypt a room message of an encrypted group (`{room, sender, envelope}`).
+   * @param {{room: number, sender: string, envelope: unknown}} message
+   * @returns {Promise<{payload: Record<string, unknown>}>}
+   */
+  async openGroup(message) {
+    const sender = String(message.sender);
+    try {
+      return await this.#openGroup(message, false);
+    } catch (error) {
+      if (
+        error instanceof E2EEError &&
+        ["unknown_sender_device", "bad_device_signature"].includes(error.code)
+      ) {
+        try {
+          return await this.#openGroup(message, true);
+        } catch (again) {
+          throw this.#explained(again, sender);
+        }
+      }
+      throw this.#explained(error, sender);
+    }
+  }
+
+  /**
+   * @param {{room: number, sender: string, envelope: unknown}} message
+   * @param {boolean} fresh
+   */
+  async #openGroup(message, fresh) {
+    const { keyring, deviceId } = this.#unlockedKeys();
+    const sender = String(message.sender);
+    const senderKeys =
+      sender === this.#me
+        ? (await this.directories.get(this.#me, fresh)).directory
+        : await this.directories.forPeer(sender, fresh);
+    const envelope = /** @type {any} */ (message.envelope);
+    const entries = Array.isArray(envelope?.keys) ? envelope.keys : [];
+    const mine = entries
+      .filter((/** @type {any} */ k) => k && k.user === this.#me && keyring.devices.has(k.device))
+      .map((/** @type {any} */ k) => String(k.device));
+    const chosen = mine.includes(deviceId) ? deviceId : (mine[0] ?? deviceId);
+    const opened = await e2ee.openEnvelope(envelope, {
+      expectedConv: `group:${Number(message.room)}`,
+      meUser: this.#me,
+      myDevice: keyring.device(chosen),
+      senderKeys,
+      trustedIdentity: sender === this.#me ? keyring.identityKey : senderKeys.identityKey,
+    });
+    return { payload: opened.payload };
+  }
+
   // --- trust: safety numbers, verification, accepting a change -------------------------------
 
   /**

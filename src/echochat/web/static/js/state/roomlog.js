@@ -332,6 +332,26 @@ export function typingText(names) {
   return "Several people are typing…";
 }
 
+const clock = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
+const dayAndClock = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+/**
+ * A server's words with its ISO times ("muted until 2026-12-02T06:41+00:00") in the
+ * user's local time: today's as "6:41 AM", others with the date.
+ * @param {string} text
+ * @param {number} [now]
+ */
+export function localTimes(text, now = Date.now()) {
+  return text.replace(/\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})/gu, (iso) => {
+    const t = Date.parse(iso);
+    if (Number.isNaN(t)) {
+      return iso;
+    }
+    const sameDay = new Date(t).toDateString() === new Date(now).toDateString();
+    return (sameDay ? clock : dayAndClock).format(t);
+  });
+}
+
 /**
  * Usernames the user chose to ignore, remembered per user in localStorage.
  * @param {string} me

@@ -847,7 +847,9 @@ export class Rooms extends Emitter {
   failSend(id, line, reason, code = "") {
     line.send = "failed";
     line.sendError =
-      code === "rate_limited" ? "you are sending too fast; wait a moment and retry" : reason;
+      code === "rate_limited"
+        ? "you are sending too fast; wait a moment and retry"
+        : log.localTimes(reason.replace(/[.\s]+$/u, ""));
     this.emit("change", { room: id });
   }
 

@@ -45,10 +45,9 @@ let tell = () => {};
 export function reportBody(about, reason, include) {
   /** @type {Record<string, unknown>} */
   const body = { kind: about.kind, reason: reason.trim() };
-  if (about.kind === "user" || about.kind === "dm") {
+  if (about.kind === "user") {
     body.username = about.username;
-  }
-  if (about.kind !== "user") {
+  } else {
     body.message_id = about.messageId;
   }
   if (include && about.kind !== "user" && about.text) {

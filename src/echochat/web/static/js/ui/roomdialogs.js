@@ -195,7 +195,10 @@ export class RoomDialogs {
           text: String(room.member_count ?? 0),
           attrs: { title: full ? "Full" : `${room.member_count ?? 0} of ${room.capacity ?? "?"}` },
         }),
-        el("td", { className: "room-table__num room-table__online", text: String(room.online_count ?? 0) }),
+        el("td", {
+          className: `room-table__num room-table__online${room.online_count ? "" : " room-table__online--none"}`,
+          text: String(room.online_count ?? 0),
+        }),
         el("td", { className: "room-table__action" }, [button]),
       ]);
       row.dataset.room = String(id);

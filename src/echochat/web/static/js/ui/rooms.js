@@ -16,6 +16,7 @@ import { memberList, typingText } from "../state/roomlog.js";
 import { Rooms } from "../state/rooms.js";
 import { byId, el } from "./dom.js";
 import { setStatus } from "./forms.js";
+import { extendMenu } from "./menubar.js";
 import { Notifier } from "./notify.js";
 import { RoomDialogs } from "./roomdialogs.js";
 import { roomMenus } from "./roommenus.js";
@@ -29,6 +30,7 @@ import { RoomView } from "./roomview.js";
 
 const NARROW = "(max-width: 52rem)";
 const SAVED_KEY = "echochat.room.";
+const SAY_CLEAR_MS = 8000;
 
 /** What happened to me, in words. */
 const GONE = {
@@ -67,7 +69,15 @@ export function startRooms({ me, socket, store, sounds = null, confirm, openChat
    * @param {string} message
    * @param {"info" | "error" | "success"} [tone]
    */
-  const say = (message, tone = "info") => setStatus(status, message, tone);
+  const say = (message, tone = "info") => {
+    window.clearTimeout(sayTimer);
+    setStatus(status, message, tone);
+    if (tone !== "error") {
+      sayTimer = window.setTimeout(() => setStatus(status, ""), SAY_CLEAR_MS);
+    }
+  };
+  /** @type {number | undefined} */
+  let sayTimer;
 
   /** @param {string} username */
   const nameOf = (username) => {
@@ -159,6 +169,10 @@ export function startRooms({ me, socket, store, sounds = null, confirm, openChat
 
   byId("rooms-browse", HTMLButtonElement).addEventListener("click", () => dialogs.openBrowser());
   byId("rooms-create", HTMLButtonElement).addEventListener("click", () => dialogs.openCreate());
+  extendMenu("messenger", () => [
+    { label: "Chat rooms…", command: "rooms", run: () => dialogs.openBrowser() },
+    { label: "New private group…", command: "new-group", run: () => dialogs.openCreate() },
+  ]);
 
   // --- invitations -------------------------------------------------------------------------------
 

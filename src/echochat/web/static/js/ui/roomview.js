@@ -44,6 +44,7 @@ const TYPING_REPEAT_MS = 3000;
 const TOP_SLACK_PX = 48;
 const BOTTOM_SLACK_PX = 24;
 const MAX_NOTES = 200;
+const NARROW = "(max-width: 52rem)";
 const ROLE_BADGE = { owner: "Owner", moderator: "Mod", member: "" };
 const SHOWN = { online: "Online", away: "Away", busy: "Busy", offline: "Offline" };
 
@@ -90,7 +91,14 @@ export class RoomView {
     /** @type {number | undefined} */
     this.typingTimer = undefined;
     this.isLocked = false;
+    /** @type {Map<string, Member>} the members shown, by username */
+    this.members = new Map();
+    /** @type {Line[]} the lines shown, in order */
+    this.shown = [];
     this.bind();
+    // Crossing the narrow breakpoint: the member list shows beside the transcript on a wide
+    // window, and is an overlay to open on a narrow one.
+    window.matchMedia(NARROW).addEventListener("change", (event) => this.showMembers(!event.matches));
   }
 
   bind() {
@@ -162,11 +170,6 @@ export class RoomView {
     });
   }
 
-  /** @type {Map<string, Member>} */
-  members = new Map();
-  /** @type {Line[]} */
-  shown = [];
-
   /** @param {string} key */
   lineByKey(key) {
     return this.shown.find((line) => line.key === key) ?? null;
@@ -193,7 +196,7 @@ export class RoomView {
       this.input.value = "";
       this.typingLine.textContent = "";
       // A narrow window starts with the transcript; a wide one shows the members too.
-      this.showMembers(!window.matchMedia("(max-width: 52rem)").matches);
+      this.showMembers(!window.matchMedia(NARROW).matches);
     }
     this.root.dataset.room = String(room.id);
     this.root.dataset.kind = room.kind;
