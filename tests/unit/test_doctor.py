@@ -20,7 +20,15 @@ from echochat.cli import doctor
 from echochat.store import Database
 from echochat.store.tables import server_settings
 from tests.conftest import free_port
-from tests.unit.test_cli import data_dir, invoke, migrated, settings_rows, sqlite_url
+from tests.unit.test_cli import (
+    UNREACHABLE_PG,
+    data_dir,
+    invoke,
+    mark_ahead,
+    migrated,
+    settings_rows,
+    sqlite_url,
+)
 from tests.unit.test_migrations import upgrade_to_first_revision
 
 __all__ = ["data_dir", "migrated"]  # fixtures used here
@@ -59,6 +67,7 @@ def test_a_healthy_setup_passes(admin_db: Path) -> None:
     output = invoke(admin_db, "doctor")
     for name in ("data dir", "disk space", "database", "migrations", "admins", "bus", "email"):
         assert level(output, name) == "ok", check_line(output, name)
+    assert "up to date (revision " in check_line(output, "migrations")
     assert "alice" in check_line(output, "admins")
     assert "echochat.sqlite3" in check_line(output, "admins")  # which database they are in
     assert "outbox" in check_line(output, "email")
@@ -130,6 +139,26 @@ def behind(data_dir: Path) -> Path:
     data_dir.mkdir()
     asyncio.run(make_behind())
     return data_dir
+
+
+def test_unreachable_database_says_what_to_do(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECHOCHAT_DATABASE_URL", UNREACHABLE_PG)
+    output = invoke(data_dir, "doctor", code=1)
+    assert level(output, "database") == "FAIL"
+    assert "secretpw" not in output
+    assert any("database_url" in step for step in next_steps(output))
+    for later in ("migrations", "admins"):  # nothing to look at without the database
+        assert f"│ {later} " not in output
+
+
+def test_database_ahead_of_the_code_fails(admin_db: Path) -> None:
+    mark_ahead(admin_db)
+    output = invoke(admin_db, "doctor", code=1)
+    assert level(output, "migrations") == "FAIL"
+    assert "9999_future" in check_line(output, "migrations")
+    assert any("restore a backup" in step for step in next_steps(output))
 
 
 def test_database_behind_fails_without_auto_migrate(

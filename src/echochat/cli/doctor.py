@@ -127,7 +127,7 @@ async def _database_checks(settings: Settings, found: Findings) -> None:
         found.add("database", Level.OK, f"{label} ({db.dialect}, name {db.name})")
         state = await schema_state(db)
         if state.status is SchemaStatus.CURRENT:
-            found.add("migrations", Level.OK, state.describe())
+            found.add("migrations", Level.OK, f"{state.describe()}, the code's head")
         elif state.status is SchemaStatus.AHEAD:
             found.add(
                 "migrations",
