@@ -13,10 +13,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import dm, idle, presence
+from bench import dm, fanout, idle, presence
 from bench.common import Users, install_uvloop, raise_open_files_limit, say
 
-WORKLOADS = {idle.NAME: idle, presence.NAME: presence, dm.NAME: dm}
+WORKLOADS = {idle.NAME: idle, presence.NAME: presence, dm.NAME: dm, fanout.NAME: fanout}
 
 
 def parser() -> argparse.ArgumentParser:

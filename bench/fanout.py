@@ -1,0 +1,343 @@
+"""Workload ``fanout``: one sender, a room of R members; the latency until the LAST member's
+socket has each message, deliveries per second, and the server's CPU per delivery.
+
+1. The server: ``--url`` (one running server, or several comma-separated processes of one
+   cluster), or ``--spawn sqlite`` (``echochat serve`` on SQLite, the embedded default) or
+   ``--spawn cluster --processes 2`` (PostgreSQL + Redis). A spawned server gets the limits
+   of ``bench.common.BENCH_ENV`` lifted, and room messages per account too.
+2. Accounts ``<prefix>NNNN``; all R join the first public room of ``GET /rooms`` (the
+   default Lobby; its capacity, 1,000 by default, bounds R). Account 0 is the sender.
+3. Every member opens one socket (the SDK's wire protocol, ``bench.common.Socket``); with
+   several processes, member i connects to process i mod n.
+4. ``--mode open``: ``--rate`` room messages per second for ``--duration`` seconds after a
+   ``--warmup``; ``--mode closed``: the next message goes when the last member has the
+   previous one (``--count`` messages). Plain-text messages of ``--text-bytes``, each
+   ``room.send`` frame serialised ahead of time.
+5. Latency = the time the last member socket read ``room.message`` minus the time just
+   before the sender's frame left (the sender's own socket is a member too: it counts).
+   Also: to the first and to the median member.
+6. After the last send it waits up to ``--drain`` seconds, then reports lost (``ok`` but not
+   at every member), duplicated and out-of-order deliveries (per member socket).
+
+All sockets are in this one process (asyncio, uvloop), on the same machine as the server:
+the latency includes this process's own queueing, and on a small machine its CPU competes
+with the server's (the table gives both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import secrets
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import (
+    API,
+    BENCH_ENV,
+    Account,
+    Socket,
+    Spawned,
+    Users,
+    bounded,
+    cpu_seconds,
+    http_client,
+    percentile,
+    say,
+    spawn_servers,
+    table,
+    ws_url,
+)
+
+NAME = "fanout"
+SPAWNS = True  # may start its own server (--spawn): --url is optional
+
+# one sender posts far more than a person may (rate_limit_room_account); the shared
+# BENCH_ENV of bench/common.py gets this one limit lifted too when this workload is loaded
+BENCH_ENV.setdefault("ECHOCHAT_RATE_LIMIT_ROOM_ACCOUNT", "1000000/10seconds")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--spawn",
+        choices=("sqlite", "cluster"),
+        help="start the server(s) here instead of --url: sqlite (embedded default) or "
+        "cluster (PostgreSQL + Redis)",
+    )
+    parser.add_argument("--processes", type=int, default=1, help="server processes (cluster)")
+    parser.add_argument(
+        "--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres", help="--spawn cluster"
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="--spawn cluster")
+    parser.add_argument("-r", "--members", type=int, default=500, help="room members (R)")
+    parser.add_argument("--mode", choices=("open", "closed"), default="open")
+    parser.add_argument("--rate", type=float, default=10.0, help="open loop: messages/s")
+    parser.add_argument("--duration", type=float, default=20.0, help="open loop: seconds")
+    parser.add_argument("--count", type=int, default=200, help="closed loop: messages")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds sent before measuring")
+    parser.add_argument("--text-bytes", type=int, default=64, help="message size")
+    parser.add_argument("--drain", type=float, default=10.0, help="seconds to wait at the end")
+    parser.add_argument("--timeout", type=float, default=10.0, help="closed loop: per message")
+    parser.add_argument("--concurrency", type=int, default=50, help="HTTP calls in flight")
+    parser.add_argument(
+        "--pid",
+        default="",
+        help="with --url: the server process ids (comma-separated) whose CPU time to report",
+    )
+
+
+@dataclass
+class Delivery:
+    """One message: when it left, and when each member socket read it."""
+
+    index: int
+    client_id: str
+    frame: str
+    sent_at: float = 0.0
+    ok: bool = False
+    error: str = ""
+    arrivals: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Member:
+    account: Account
+    last_index: int = -1
+    duplicates: int = 0
+    out_of_order: int = 0
+    got: set[int] = field(default_factory=set)
+
+
+def _auth(account: Account) -> dict[str, str]:
+    return {"Authorization": f"Bearer {account.access_token}"}
+
+
+async def join_room(http: httpx.AsyncClient, accounts: list[Account]) -> tuple[int, str]:
+    listing = await http.get(API + "/rooms", headers=_auth(accounts[0]))
+    if listing.status_code != 200 or not listing.json().get("rooms"):
+        raise RuntimeError(
+            f"no public room to use: HTTP {listing.status_code} {listing.text[:200]}"
+        )
+    room = listing.json()["rooms"][0]
+
+    async def join(account: Account) -> None:
+        response = await http.post(f"{API}/rooms/{room['id']}/join", headers=_auth(account))
+        if response.status_code != 200 and "already" not in response.text:
+            raise RuntimeError(f"{account.username} cannot join: {response.text[:200]}")
+
+    await bounded(accounts, join, 20, "joins")
+    return int(room["id"]), str(room.get("name", ""))
+
+
+async def run(args: argparse.Namespace, users: Users | None) -> str:
+    spawned: Spawned | None = None
+    workdir = Path(tempfile.mkdtemp(prefix="echochat-bench-fanout-"))
+    if args.spawn:
+        say(f"starting {args.spawn} server(s) in {workdir}")
+        spawned = await spawn_servers(
+            args.spawn, args.processes, workdir, pg_url=args.pg_url, redis_url=args.redis_url
+        )
+        urls = spawned.urls
+        server = spawned.description
+    elif args.url:
+        urls = [u.strip().rstrip("/") for u in args.url.split(",")]
+        server = ", ".join(urls)
+    else:
+        raise SystemExit("give --url URL[,URL2...] or --spawn sqlite|cluster")
+    try:
+        return await measure(args, Users(urls[0], args.users_file), urls, server, spawned)
+    finally:
+        if spawned is not None:
+            await spawned.stop()
+
+
+async def measure(
+    args: argparse.Namespace, users: Users, urls: list[str], server: str, spawned: Spawned | None
+) -> str:
+    r = args.members
+    names = [f"{args.prefix}{i:04d}" for i in range(r)]
+    async with http_client(urls[0], args.concurrency) as http:
+        accounts = await users.ensure(
+            http, names, min(args.concurrency, args.http_concurrency), margin=900
+        )
+        room, room_name = await join_room(http, accounts)
+    members = [Member(a) for a in accounts]
+
+    count = (
+        math.ceil(args.rate * (args.duration + args.warmup)) if args.mode == "open" else args.count
+    )
+    run_id = secrets.token_hex(3)
+    filler = "x" * max(0, args.text_bytes - 12)
+    deliveries = []
+    for k in range(count):
+        client_id = f"{run_id}-{k}"
+        frame = {
+            "op": "room.send",
+            "ref": client_id,
+            "data": {"room": room, "client_id": client_id, "text": f"{k:08d} {filler}"},
+        }
+        deliveries.append(Delivery(k, client_id, json.dumps(frame, separators=(",", ":"))))
+    by_client_id = {d.client_id: d for d in deliveries}
+    last_done = asyncio.Event()
+    awaited: list[Delivery | None] = [None]
+
+    def on_member(member: Member) -> Any:
+        def on_event(frame: dict[str, Any], arrived: float) -> None:
+            if frame.get("type") != "room.message":
+                return
+            data = frame.get("data") or {}
+            delivery = by_client_id.get(str(data.get("client_id")))
+            if delivery is None or data.get("room") != room:
+                return
+            if delivery.index in member.got:
+                member.duplicates += 1
+                return
+            member.got.add(delivery.index)
+            if delivery.index < member.last_index:
+                member.out_of_order += 1
+            member.last_index = max(member.last_index, delivery.index)
+            delivery.arrivals.append(arrived)
+            if len(delivery.arrivals) == r and awaited[0] is delivery:
+                last_done.set()
+
+        return on_event
+
+    n = len(urls)
+    sockets = [
+        Socket(m.account, ws_url(urls[i % n]), compression=False, on_event=on_member(m))
+        for i, m in enumerate(members)
+    ]
+    await bounded(sockets, lambda s: s.open(), 50, "sockets")
+    sender = sockets[0]
+
+    load_before = os.getloadavg()[0]
+    pids = spawned.pids if spawned else [int(x) for x in args.pid.split(",") if x.strip()]
+    cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+    own_before = time.process_time()
+    say(f"{args.mode} loop: room {room} ({room_name}) of {r} members, {count} messages")
+
+    async def send(delivery: Delivery) -> None:
+        reply = sender.expect(delivery.client_id)
+
+        def done(future: asyncio.Future[dict[str, Any]]) -> None:
+            if future.cancelled():
+                return
+            if future.exception() is not None:
+                delivery.error = str(future.exception())
+            else:
+                delivery.ok = True
+
+        reply.add_done_callback(done)
+        delivery.sent_at = time.perf_counter()
+        await sender.send_text(delivery.frame)
+
+    t_start = time.perf_counter()
+    if args.mode == "closed":
+        for delivery in deliveries:
+            awaited[0] = delivery
+            last_done.clear()
+            await send(delivery)
+            try:
+                async with asyncio.timeout(args.timeout):
+                    await last_done.wait()
+            except TimeoutError:
+                delivery.error = delivery.error or f"not at every member within {args.timeout:g} s"
+    else:
+        loop = asyncio.get_running_loop()
+        begin = loop.time() + 0.2
+        for delivery in deliveries:
+            due = begin + delivery.index / args.rate
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            await send(delivery)
+    try:
+        async with asyncio.timeout(args.drain):
+            while any(d.ok and len(d.arrivals) < r for d in deliveries) or any(  # noqa: ASYNC110
+                not d.ok and not d.error for d in deliveries
+            ):
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        say(f"  drain: still missing deliveries after {args.drain:g} s")
+    t_end = time.perf_counter()
+    cpu_after = {pid: cpu_seconds(pid) for pid in cpu_before}
+    own_cpu = time.process_time() - own_before
+    closed_early = sum(1 for s in sockets if s.closed_with is not None)
+    await bounded(sockets, lambda s: s.close(), 100, "closing")
+
+    warm = t_start + (args.warmup if args.mode == "open" else 0.0)
+    measured = [d for d in deliveries if d.sent_at >= warm]
+    last_ms = [
+        (max(d.arrivals) - d.sent_at) * 1000 if len(d.arrivals) == r else math.inf for d in measured
+    ]
+    first_ms = [(min(d.arrivals) - d.sent_at) * 1000 for d in measured if d.arrivals]
+    median_ms = [(statistics.median(d.arrivals) - d.sent_at) * 1000 for d in measured if d.arrivals]
+    total = sum(len(d.arrivals) for d in deliveries)
+    arrivals = [t for d in deliveries for t in d.arrivals]
+    span = (max(arrivals) - t_start) if arrivals else 0.0
+    lost = sum(r - len(d.arrivals) for d in deliveries if d.ok)
+    errors = [d.error for d in deliveries if d.error]
+    rows = [
+        ("server", server),
+        (
+            "machine load (1-min average, before / after)",
+            f"{load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+        ),
+        ("mode", f"{args.mode} loop" + (f", {args.rate:g} msg/s" if args.mode == "open" else "")),
+        ("room members (R), sockets", f"{r}, one each"),
+        (
+            "messages sent / ok / errors",
+            f"{len(deliveries)} / {sum(d.ok for d in deliveries)} / {len(errors)}",
+        ),
+        ("deliveries (message x member socket)", f"{total} of {len(deliveries) * r}"),
+        (f"lost (ok, missing at a member after the {args.drain:g} s drain)", f"{lost}"),
+        (
+            "duplicated / out of order",
+            f"{sum(m.duplicates for m in members)} / {sum(m.out_of_order for m in members)}",
+        ),
+        ("sockets closed early", f"{closed_early}"),
+        ("deliveries/s", f"{total / span:.0f}" if span > 0 else "n/a"),
+        ("measured (after warm-up)", f"{len(measured)} messages"),
+        ("to the LAST member p50 (ms)", _ms(last_ms, 50)),
+        ("to the LAST member p95 (ms)", _ms(last_ms, 95)),
+        ("to the LAST member p99 (ms)", _ms(last_ms, 99)),
+        ("to the LAST member max (ms)", _ms(last_ms, None)),
+        (
+            "to the first / median member p50 (ms)",
+            f"{percentile(first_ms, 50):.2f} / {percentile(median_ms, 50):.2f}",
+        ),
+        ("bench client CPU per delivery (ms)", f"{own_cpu * 1000 / total:.3f}" if total else "n/a"),
+    ]
+    for pid in cpu_before:
+        used = cpu_after[pid][0] - cpu_before[pid][0]
+        main = cpu_after[pid][1] - cpu_before[pid][1]
+        per = f"{used * 1000 / total:.4f} / {main * 1000 / total:.4f}" if total else "n/a"
+        rows.append((f"server {pid} CPU ms per delivery (all / event loop)", per))
+        rows.append(
+            (
+                f"server {pid} CPU s (all / event loop), % of one CPU",
+                f"{used:.2f} / {main:.2f}, {100 * used / max(t_end - t_start, 1e-9):.0f}%",
+            )
+        )
+    if errors:
+        rows.append(("first error", errors[0][:120]))
+    say(f"  measured window {t_end - t_start:.1f} s")
+    return table(f"fanout: 1 sender, room of {r}, {args.mode} loop", rows)
+
+
+def _ms(values: list[float], p: float | None) -> str:
+    if not values:
+        return "n/a"
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * (100 if p is None else p) / 100
+    if math.isinf(ordered[math.ceil(rank)]):
+        return "not delivered"
+    return f"{percentile(ordered, 100 if p is None else p):.2f}"
