@@ -19,6 +19,7 @@ from echochat.domain.events_rooms import RoomMemberData
 from echochat.domain.rooms import (
     BAN_MINUTES_MAX,
     MUTE_MINUTES_MAX,
+    can_moderate,
     check_minutes,
     check_moderation,
     until_from,
@@ -50,17 +51,20 @@ async def _target(
     a group always keeps its owner)."""
     room, mine = await rooms_service.load(conn, principal, room_id, lock=True)
     rooms_service.need_member(principal, mine)
+    if not can_moderate(mine.role if mine else None, staff=rooms_service.staff(principal)):
+        # before looking the target up: a member cannot probe who exists this way
+        raise Forbidden("only the room's owner and moderators may do that", code="not_a_moderator")
     target_id, target_name, theirs = await rooms_service.member_target(conn, room, username)
-    if removes and theirs is not None and theirs.role == "owner":
-        raise Forbidden(
-            "the group's owner cannot be removed: delete the group instead", code="outranked"
-        )
     check_moderation(
         mine.role if mine else None,
         staff=rooms_service.staff(principal),
         target_role=theirs.role if theirs else None,
         on_self=target_id == principal.user_id,
     )
+    if removes and theirs is not None and theirs.role == "owner":
+        raise Forbidden(
+            "the group's owner cannot be removed: delete the group instead", code="outranked"
+        )
     if member and theirs is None:
         raise NotFound(f"{target_name} is not a member", code="member_not_found")
     return room, target_id, target_name, theirs
