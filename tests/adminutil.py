@@ -3,6 +3,7 @@ and the admin endpoints' helpers (tests/unit/test_admin_*.py, tests/admin_table/
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -68,6 +69,13 @@ class AdminSite:
         async with self.ctx.db.read() as conn:
             rows = await audit.page(conn, action=action, target=target, limit=1000)
         return list(reversed(rows))
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Poll ``condition`` on this process's state, bounded by ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - state of another app object, no event
+            await asyncio.sleep(0.01)
 
 
 @asynccontextmanager

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from echochat.app import make_context
 from echochat.cli.common import ConfigOption, cli_actor, console, guarded, open_db, resolve, run
-from echochat.services import accounts, roles
+from echochat.services import accounts, admin, roles
 from echochat.store import outbox
 from echochat.store.outbox import OutboxRow
 
@@ -73,6 +73,50 @@ def revoke_cmd(username: str, role: str = RoleOption, config: Path | None = Conf
 
     changed, status = run(go())
     console.print(f"{status.username} {'no longer has' if changed else 'did not have'} role {role}")
+    _print_status(status)
+
+
+def _ban(username: str, *, banned: bool, reason: str, config: Path | None) -> roles.RoleStatus:
+    settings = resolve(config, create_data_dir=False).settings
+
+    async def go() -> roles.RoleStatus:
+        async with open_db(settings):
+            pass
+        ctx = make_context(settings)
+        try:
+            await ctx.bus.start()  # with Redis, the servers' sockets of the user close at once
+            await admin.set_ban_as_operator(
+                ctx, username, banned=banned, reason=reason, actor=cli_actor()
+            )
+            return await roles.role_status(ctx.db, username)
+        finally:
+            await ctx.bus.close()
+            await ctx.limiter.close()
+            await ctx.db.close()
+
+    return run(go())
+
+
+@app.command("ban")
+@guarded
+def ban_cmd(
+    username: str,
+    reason: str = typer.Option("", "--reason", help="Shown to the user when they sign in."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Ban a user: every session ends, sign-in is refused with the reason. Audited.
+    The last admin cannot be banned."""
+    status = _ban(username, banned=True, reason=reason, config=config)
+    console.print(f"{status.username} is banned")
+    _print_status(status)
+
+
+@app.command("unban")
+@guarded
+def unban_cmd(username: str, config: Path | None = ConfigOption) -> None:
+    """Lift a ban. Audited."""
+    status = _ban(username, banned=False, reason="", config=config)
+    console.print(f"{status.username} is not banned")
     _print_status(status)
 
 

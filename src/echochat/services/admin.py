@@ -51,6 +51,7 @@ __all__ = [
     "get_user",
     "list_users",
     "set_ban",
+    "set_ban_as_operator",
     "set_mute",
     "set_roles",
     "sign_out_everywhere",
@@ -175,20 +176,54 @@ async def get_user(ctx: Context, actor: Principal, username: str) -> AdminUser:
     return _user(rows[0], held[rows[0].id], now)
 
 
+@dataclass(frozen=True)
+class _Actor:
+    """Who acts: a signed-in user, or the server's operator at the command line."""
+
+    name: str
+    user_id: int | None
+    manages_users: bool
+
+    @classmethod
+    def of(cls, principal: Principal) -> _Actor:
+        return cls(principal.username, principal.user_id, principal.can("users:manage"))
+
+
 async def _target_txn(
-    conn: user_store.Conn, actor: Principal, username: str, what: str
+    conn: user_store.Conn,
+    actor: _Actor,
+    username: str,
+    what: str,
+    *,
+    keep_last_admin: bool = False,
 ) -> user_store.UserRow:
-    """The user ``actor`` means to act on, after the checks every action shares."""
+    """The user ``actor`` means to act on, after the checks every action shares; with
+    ``keep_last_admin``, 409 ``last_admin`` first when the user is the last active admin."""
     user = await user_store.by_username(conn, username)
     if user is None:
         raise NotFound(f"no user named {username!r}", code="user_not_found")
-    if user.id == actor.user_id:
-        raise Conflict(f"you cannot {what} yourself", code="self_action")
-    if not actor.can("users:manage") and await user_store.roles_of(conn, user.id) & STAFF_ROLES:
+    if (
+        user.id != actor.user_id
+        and not actor.manages_users
+        and await user_store.roles_of(conn, user.id) & STAFF_ROLES
+    ):
         raise Forbidden(
             f"{user.username} is staff; only someone with users:manage can {what} them",
             code="permission_denied",
         )
+    if (
+        keep_last_admin
+        and user.banned_at is None
+        and "admin" in await user_store.roles_of(conn, user.id)
+        and await user_store.count_with_role(conn, "admin") <= 1
+    ):
+        raise Conflict(
+            f"{user.username} is the last admin and cannot be banned; grant admin to "
+            "someone else first",
+            code="last_admin",
+        )
+    if user.id == actor.user_id:
+        raise Conflict(f"you cannot {what} yourself", code="self_action")
     return user
 
 
@@ -206,23 +241,29 @@ async def set_ban(
     and close, and signing in is refused with the reason. Audited ``user.ban`` /
     ``user.unban``. Refuses the last active admin (409 ``last_admin``)."""
     _need(actor, "users:manage", "reports:review")
+    await _ban(ctx, _Actor.of(actor), username, banned=banned, reason=reason, ip=ip)
+
+
+async def set_ban_as_operator(
+    ctx: Context, username: str, *, banned: bool, reason: str = "", actor: str
+) -> None:
+    """:func:`set_ban` for ``echochat admin ban``: the operator of the server (``actor`` as
+    the CLI names them) holds every permission but the last admin stays."""
+    await _ban(ctx, _Actor(actor, None, True), username, banned=banned, reason=reason, ip="")
+
+
+async def _ban(
+    ctx: Context, actor: _Actor, username: str, *, banned: bool, reason: str, ip: str
+) -> None:
     note = _reason(reason)
     now = ctx.clock()
     revoked: list[str] = []
     async with ctx.db.transaction() as conn:
         await user_store.lock_role_txn(conn, "admin")
-        user = await _target_txn(conn, actor, username, "ban" if banned else "unban")
+        user = await _target_txn(
+            conn, actor, username, "ban" if banned else "unban", keep_last_admin=banned
+        )
         if banned:
-            if (
-                user.banned_at is None
-                and "admin" in await user_store.roles_of(conn, user.id)
-                and await user_store.count_with_role(conn, "admin") <= 1
-            ):
-                raise Conflict(
-                    f"{user.username} is the last admin and cannot be banned; grant admin "
-                    "to someone else first",
-                    code="last_admin",
-                )
             if user.banned_at is not None and (user.ban_reason or "") == note:
                 return
             await user_store.set_ban_txn(
@@ -237,7 +278,7 @@ async def set_ban(
             await user_store.set_ban_txn(conn, user.id, banned_at=None, reason=None)
         await audit.append_txn(
             conn,
-            actor=actor.username,
+            actor=actor.name,
             actor_id=actor.user_id,
             action="user.ban" if banned else "user.unban",
             target_type="user",
@@ -246,7 +287,7 @@ async def set_ban(
             details={"reason": note, "sessions_revoked": len(revoked)} if banned else {},
         )
     if banned:
-        log.warning("user banned user=%s by=%s", user.username, actor.username)
+        log.warning("user banned user=%s by=%s", user.username, actor.name)
         await notify.kick(
             ctx,
             user.id,
@@ -278,7 +319,7 @@ async def set_mute(
     now = ctx.clock()
     until = now + timedelta(minutes=minutes) if minutes else None
     async with ctx.db.transaction() as conn:
-        user = await _target_txn(conn, actor, username, "mute" if minutes else "unmute")
+        user = await _target_txn(conn, _Actor.of(actor), username, "mute" if minutes else "unmute")
         was_muted = user.muted_until is not None and user.muted_until > now
         if until is None and not was_muted:
             if user.muted_until is not None:
