@@ -86,16 +86,26 @@ class Rooms:
         await expect(self.input).to_have_value("")
         await expect(self.lines().last).to_have_attribute("data-send", "sent")
 
-    async def create_group(self, name: str, topic: str = "") -> None:
+    async def create_group(self, name: str, topic: str = "", *, encrypted: bool = False) -> int:
+        """Rooms tab › New group…; the group opens. Returns its id."""
         await self.show_rooms()
         await self.page.get_by_role("button", name="New group…").click()
         dialog = self.page.get_by_role("dialog", name="New private group")
         await dialog.get_by_label("Name").fill(name)
         if topic:
             await dialog.get_by_label("Topic").fill(topic)
+        if encrypted:
+            await dialog.get_by_label("End-to-end encrypted").check()
         await dialog.get_by_role("button", name="Create").click()
         await expect(dialog).to_be_hidden()
         await self.expect_open(name)
+        return int(await self.pane.get_attribute("data-room") or 0)
+
+    async def accept_invitation(self, room: str) -> None:
+        bar = self.page.locator("#invite-alert")
+        await expect(bar).to_contain_text(f"“{room}”")
+        await bar.get_by_role("button", name="Join").click()
+        await self.expect_open(room)
 
     async def invite(self, username: str) -> None:
         await self.pane.get_by_role("button", name="Invite…").click()

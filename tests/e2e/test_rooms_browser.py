@@ -24,6 +24,7 @@ from tests.conftest import LiveServer
 from tests.e2e.accounts import ALICE, BOB
 from tests.e2e.buddylist import CAROL, befriend, open_chat, register
 from tests.e2e.conftest import NewContext, Watch
+from tests.e2e.pm import set_up_keys
 from tests.e2e.rooms import Rooms
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -128,10 +129,8 @@ async def test_rooms_groups_and_moderation(
     bar = bob.page.locator("#invite-alert")
     await expect(bar).to_contain_text("Alice Liddell invites you to the group “Book club”.")
     await bob.page.screenshot(path=output_dir / "group-invitation.png")
-    await bar.get_by_role("button", name="Join").click()
-    await bob.expect_open("Book club")
-    await carol.page.locator("#invite-alert").get_by_role("button", name="Join").click()
-    await carol.expect_open("Book club")
+    await bob.accept_invitation("Book club")
+    await carol.accept_invitation("Book club")
     await expect(alice.member("carol")).to_have_attribute("data-state", "online")
     await expect(alice.notes().last).to_have_text("Carol Singer joined.")
     await bob.send("Has everyone read it?")
@@ -196,6 +195,31 @@ async def test_rooms_groups_and_moderation(
     await bob.lines().last.get_by_role("button", name="Retry").click()
     await expect(alice.line("Can I still talk?")).to_have_count(1)
     await expect(bob.lines().last).to_have_attribute("data-send", "sent")
+
+    # --- an end-to-end encrypted group: sealed for every member device, opened on arrival ----
+    await set_up_keys(alice.page)
+    await set_up_keys(bob.page)
+    secret = await alice.create_group("Secret plans", encrypted=True)
+    await expect(alice.pane).to_have_attribute("data-locked", "false")
+    await alice.invite("bob")
+    await bob.accept_invitation("Secret plans")
+    await expect(alice.member("bob")).to_be_visible()
+    await alice.send("Only we can read this")
+    await expect(bob.line("Only we can read this")).to_have_attribute("data-state", "open")
+    await bob.send("Indeed, nobody else :)")
+    await expect(alice.line("Indeed, nobody else")).to_have_attribute("data-state", "open")
+    stored = await alice.page.evaluate(
+        "async (id) => (await (await fetch(`/api/v1/rooms/${id}/messages`)).json()).messages",
+        secret,
+    )
+    assert len(stored) == 2
+    for message in stored:  # the server holds envelopes, never the text
+        assert message["text"] is None and message["kind"] == "e2ee", message
+        assert message["envelope"]["conv"] == f"group:{secret}"
+        assert {k["user"] for k in message["envelope"]["keys"]} == {"alice", "bob"}
+    await bob.page.screenshot(path=output_dir / "encrypted-group.png")
+    await bob.room_item("Book club").click()
+    await bob.expect_open("Book club")
 
     # --- resume: Carol is cut off while Bob writes; nothing missing or doubled ----------------
     gate = {"open": True}

@@ -12,6 +12,7 @@
 import * as net from "../net/rooms.js";
 import { explain } from "./roomdialogs.js";
 import { openMenu } from "./menu.js";
+import { REPORT_EVENT } from "./report.js";
 
 /** @typedef {import("../state/rooms.js").Rooms} Rooms */
 /** @typedef {import("../state/rooms.js").Room} Room */
@@ -89,6 +90,16 @@ export function roomMenus(deps) {
       command: ignored ? "unignore" : "ignore",
       run: () => rooms.setIgnored(username, !ignored),
     };
+  }
+
+  /**
+   * Open the report dialog (ui/report.js) through its DOM event.
+   * @param {{kind: "user" | "room_message", username: string, messageId?: number, text?: string}} about
+   */
+  function report(about) {
+    document.dispatchEvent(
+      new CustomEvent(REPORT_EVENT, { detail: { ...about, name: nameOf(about.username) } }),
+    );
   }
 
   /** @param {string} username */
@@ -179,6 +190,21 @@ export function roomMenus(deps) {
       items.push({ label: `Reply to ${nameOf(line.sender)}`, command: "reply", run: () => mention(line.sender) });
       items.push(ignoreItem(line.sender));
     }
+    if (!mine) {
+      const id = line.id;
+      items.push({
+        label: "Report…",
+        hint: "Tell the server's moderators",
+        command: "report",
+        run: () =>
+          report({
+            kind: "room_message",
+            username: line.sender,
+            messageId: id,
+            text: line.state === "open" ? line.text : "",
+          }),
+      });
+    }
     if (mine || mayModerate(info.role, staff, target) || staff) {
       const id = line.id;
       items.push({
@@ -212,6 +238,11 @@ export function roomMenus(deps) {
       }
       items.push({ label: `Mention ${name}`, command: "mention", run: () => mention(member.username) });
       items.push(ignoreItem(member.username));
+      items.push({
+        label: `Report ${name}…`,
+        command: "report-user",
+        run: () => report({ kind: "user", username: member.username }),
+      });
     }
     if (!self && mayModerate(info.role, staff, member.role)) {
       const room = info.id;

@@ -202,8 +202,9 @@ export class RoomView {
     this.root.dataset.kind = room.kind;
     this.root.dataset.role = room.role;
     this.title.textContent = room.name;
-    this.topic.textContent = room.topic;
-    this.topic.hidden = !room.topic;
+    const lock = room.encrypted ? "End-to-end encrypted" : "";
+    this.topic.textContent = [lock, room.topic].filter(Boolean).join(" · ");
+    this.topic.hidden = !this.topic.textContent;
     this.icon.className = `room-pane__icon room-pane__icon--${room.encrypted ? "locked" : room.kind}`;
     this.inviteButton.hidden = room.kind !== "group";
     this.input.placeholder = `Message ${room.name}…`;
@@ -484,6 +485,7 @@ export class RoomView {
     const online = list.filter((m) => m.state !== "offline").length;
     this.memberCount.textContent = `${online}/${list.length}`;
     this.membersToggle.title = `${list.length} member${list.length === 1 ? "" : "s"}, ${online} online`;
+    this.membersToggle.setAttribute("aria-label", `Members, ${online} of ${list.length} online`);
     const now = Date.now();
     this.memberList.replaceChildren(
       ...list.map((member) => {
