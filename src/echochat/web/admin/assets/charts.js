@@ -8,8 +8,6 @@
 import { barChart } from "./state.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-const WIDTH = 320;
-const HEIGHT = 150;
 
 /**
  * @param {string} tag
@@ -28,12 +26,15 @@ function svg(tag, attrs, text) {
 }
 
 /**
- * A bar chart of a day series, with a title for screen readers and a tooltip per bar.
+ * A bar chart of a day series, with a title for screen readers and a tooltip per bar. Drawn
+ * in user units equal to CSS pixels at `width` x `height`, so its text has the panel's size.
  * @param {import("./state.js").DayCount[]} series
  * @param {string} label e.g. "Messages per day"
+ * @param {number} [WIDTH] the width it is shown at
+ * @param {number} [HEIGHT]
  * @returns {SVGSVGElement}
  */
-export function renderBarChart(series, label) {
+export function renderBarChart(series, label, WIDTH = 320, HEIGHT = 140) {
   const chart = barChart(series, { width: WIDTH, height: HEIGHT });
   const total = series.reduce((sum, d) => sum + d.count, 0);
   const root = /** @type {SVGSVGElement} */ (

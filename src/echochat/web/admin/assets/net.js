@@ -54,9 +54,14 @@ export function reports(status) {
  * @param {number} id
  * @param {string} action dismiss | delete | mute | ban
  * @param {string} resolution the moderator's note
+ * @param {number | null} [minutes] how long a mute lasts
  */
-export const resolveReport = (id, action, resolution) =>
-  api("POST", `/admin/reports/${id}/resolve`, { action, resolution });
+export const resolveReport = (id, action, resolution, minutes = null) =>
+  api("POST", `/admin/reports/${id}/resolve`, {
+    action,
+    resolution,
+    ...(minutes ? { minutes } : {}),
+  });
 
 export const categories = () => api("GET", "/admin/categories");
 /** @param {{name: string}} body */

@@ -65,17 +65,34 @@ export function daySeries(raw) {
 }
 
 /**
- * The dashboard's numbers from `GET /admin/stats`.
+ * The dashboard's numbers from `GET /admin/stats`: `{online_users, users_total, days: [{day,
+ * dms, room_messages, signups}]}` (messages per day are DMs and room messages together).
  * @param {any} raw
- * @returns {Stats}
+ * @returns {Stats & {users: number | null}}
  */
 export function normalizeStats(raw) {
   const data = raw && typeof raw === "object" ? raw : {};
-  const online = Number(data.online_now ?? data.online ?? 0);
+  const online = Number(data.online_users ?? data.online_now ?? data.online ?? 0);
+  const users = Number.isFinite(Number(data.users_total)) ? Number(data.users_total) : null;
+  if (Array.isArray(data.days)) {
+    const days = data.days.filter((/** @type {any} */ d) => d && typeof d.day === "string");
+    return {
+      online: Number.isFinite(online) ? online : 0,
+      users,
+      messages: daySeries(
+        days.map((/** @type {any} */ d) => ({
+          day: d.day,
+          count: Number(d.dms ?? 0) + Number(d.room_messages ?? 0) + Number(d.messages ?? 0),
+        })),
+      ),
+      signups: daySeries(days.map((/** @type {any} */ d) => ({ day: d.day, count: d.signups ?? 0 }))),
+    };
+  }
   return {
     online: Number.isFinite(online) ? online : 0,
+    users,
     messages: daySeries(data.messages_per_day ?? data.messages),
-    signups: daySeries(data.signups_per_day ?? data.sign_ups_per_day ?? data.signups),
+    signups: daySeries(data.signups_per_day ?? data.signups),
   };
 }
 
@@ -180,19 +197,25 @@ export const SETTING_FIELDS = /** @type {SettingField[]} */ ([
   { name: "rate_limit_login_ip", kind: "rate" },
 ]);
 
-/** "30/minute", "5/second", "100/hour", "1000/day" */
-const RATE = /^\s*\d+\s*\/\s*(second|minute|hour|day)s?\s*$/iu;
+/** "30/minute", "10 per hour", "5/second;100/day": what the server's rate parser reads. */
+const ONE_RATE = String.raw`\d+\s*(?:\/|per)\s*(?:\d+\s*)?[a-z]+`;
+const RATE = new RegExp(String.raw`^${ONE_RATE}(?:\s*[;,]\s*${ONE_RATE})*$`, "iu");
 
 /**
  * @typedef {object} SettingValue
  * @property {unknown} value
- * @property {string} source where it comes from: default, file, env, admin...
+ * @property {string} source where it comes from: "admin" (changed here) or "config"
  * @property {boolean} set for a secret: whether one is set (its value is never sent)
+ * @property {SettingField["kind"] | ""} kind as the server describes it ("" if it does not)
+ * @property {string} description
+ * @property {number | null} min
+ * @property {number | null} max
+ * @property {string[] | null} choices
  */
 
 /**
- * The settings from `GET /admin/settings`, by name: `{"settings": {name: {value, source}}}`,
- * `{name: {value, provenance}}`, `[{name, value, ...}]` or plain `{name: value}`.
+ * The settings from `GET /admin/settings` by name: `{"settings": [{name, kind, value, is_set,
+ * source, description, minimum, maximum, choices}]}` (also `{name: {value}}` or `{name: value}`).
  * @param {any} raw
  * @returns {Record<string, SettingValue>}
  */
@@ -204,14 +227,51 @@ export function normalizeSettings(raw) {
     : Object.entries(body && typeof body === "object" ? body : {});
   /** @type {Record<string, SettingValue>} */
   const out = {};
+  const num = (/** @type {unknown} */ v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
   for (const [name, entry] of pairs) {
     const described = entry !== null && typeof entry === "object" && "value" in entry;
     const value = described ? entry.value : entry;
-    const source = described ? String(entry.provenance ?? entry.source ?? "") : "";
-    const set = described && typeof entry.set === "boolean" ? entry.set : Boolean(value);
-    out[name] = { value, source, set };
+    const isSet = described ? (entry.is_set ?? entry.set) : undefined;
+    out[name] = {
+      value,
+      source: described ? String(entry.source ?? entry.provenance ?? "") : "",
+      set: typeof isSet === "boolean" ? isSet : Boolean(value),
+      kind: described && typeof entry.kind === "string" ? entry.kind : "",
+      description: described && typeof entry.description === "string" ? entry.description : "",
+      min: described ? num(entry.minimum) : null,
+      max: described ? num(entry.maximum) : null,
+      choices: described && Array.isArray(entry.choices) ? entry.choices.map(String) : null,
+    };
   }
   return out;
+}
+
+/**
+ * The fields of the form for these settings: the known ones (SETTING_FIELDS) with the
+ * server's kind and limits where it gives them, then any other setting it offers.
+ * @param {Record<string, SettingValue>} current
+ * @returns {SettingField[]}
+ */
+export function settingFields(current) {
+  const known = new Map(SETTING_FIELDS.map((f) => [f.name, f]));
+  return Object.entries(current).map(([name, setting]) => {
+    const base = known.get(name);
+    return {
+      name,
+      kind: setting.kind || base?.kind || "choice",
+      min: setting.min ?? base?.min,
+      max: setting.max ?? undefined,
+    };
+  });
+}
+
+/**
+ * "rate_limit_dm_account" -> "Rate limit dm account" (for settings the form has no label for).
+ * @param {string} name
+ */
+export function settingLabel(name) {
+  const words = name.replace(/^rate_limit_/u, "").split("_").join(" ");
+  return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
 /**
@@ -219,10 +279,10 @@ export function normalizeSettings(raw) {
  * ("on" for a ticked box); a secret left empty keeps the stored one.
  * @param {Record<string, SettingValue>} current
  * @param {Record<string, string>} values the form's values (unticked boxes are absent)
- * @param {SettingField[]} [fields]
+ * @param {SettingField[]} [fields] default: {@link settingFields} of `current`
  * @returns {{changes: Record<string, unknown>, problems: {field: string, message: string}[]}}
  */
-export function settingsChanges(current, values, fields = SETTING_FIELDS) {
+export function settingsChanges(current, values, fields = settingFields(current)) {
   /** @type {Record<string, unknown>} */
   const changes = {};
   const problems = [];
@@ -243,9 +303,9 @@ export function settingsChanges(current, values, fields = SETTING_FIELDS) {
         continue;
       }
       const number = Number(text);
-      if (field.min !== undefined && number < field.min) {
+      if (field.min !== undefined && field.min !== null && number < field.min) {
         problems.push({ field: field.name, message: `enter ${field.min} or more` });
-      } else if (field.max !== undefined && number > field.max) {
+      } else if (field.max !== undefined && field.max !== null && number > field.max) {
         problems.push({ field: field.name, message: `enter ${field.max} or less` });
       } else if (number !== Number(before)) {
         changes[field.name] = number;
@@ -254,7 +314,7 @@ export function settingsChanges(current, values, fields = SETTING_FIELDS) {
       if (!RATE.test(text)) {
         problems.push({ field: field.name, message: "write it as a count per period, e.g. 30/minute" });
       } else if (text.replace(/\s+/gu, "") !== String(before ?? "").replace(/\s+/gu, "")) {
-        changes[field.name] = text.replace(/\s+/gu, "");
+        changes[field.name] = text;
       }
     } else if (field.kind === "secret") {
       if (text) {
@@ -377,16 +437,17 @@ export function listOf(raw, ...keys) {
 
 /**
  * Who or what a report is about, in words.
- * @param {any} report
+ * @param {any} report a queue entry: `username` (the reported user), `message` ({sender, room_name})
  */
 export function reportTarget(report) {
-  const user =
-    report.username ?? report.target_username ?? report.reported ?? report.target?.username ?? "";
+  const user = report.username ?? report.message?.sender ?? "";
+  const name = report.display_name && report.display_name !== user ? `${report.display_name} (${user})` : user;
   if (report.kind === "user") {
-    return user;
+    return name;
   }
-  const where = report.kind === "room_message" && report.room_name ? ` in ${report.room_name}` : "";
-  return `${user ? `a message from ${user}` : "a message"}${where}`;
+  const room = report.message?.room_name;
+  const where = report.kind === "room_message" && room ? ` in ${room}` : "";
+  return `${name ? `a message from ${name}` : "a message"}${where}`;
 }
 
 /**

@@ -18,6 +18,8 @@ export class DashboardTab {
     this.messages = byId("admin-chart-messages", HTMLElement);
     this.signups = byId("admin-chart-signups", HTMLElement);
     this.who = byId("admin-whoami", HTMLElement);
+    /** @type {Map<HTMLElement, ResizeObserver>} */
+    this.observers = new Map();
     byId("admin-stats-refresh", HTMLButtonElement).addEventListener("click", () => this.load());
   }
 
@@ -26,6 +28,10 @@ export class DashboardTab {
     try {
       const stats = normalizeStats(await net.stats());
       this.online.textContent = String(stats.online);
+      byId("admin-online-note", HTMLElement).textContent =
+        stats.users === null
+          ? "users with a live connection"
+          : `users with a live connection, of ${stats.users} account${stats.users === 1 ? "" : "s"}`;
       this.chart(this.messages, stats.messages, "Messages per day");
       this.chart(this.signups, stats.signups, "Sign-ups per day");
     } catch (error) {
@@ -34,20 +40,41 @@ export class DashboardTab {
     try {
       const me = await net.whoami();
       const db = me.database ?? {};
-      const where = [db.name, db.url].filter(Boolean).join(" · ");
-      this.who.textContent = where ? `Roles and permissions read from ${where}.` : "";
+      const url = String(db.url ?? "");
+      const name = String(db.name ?? "");
+      const where = url.includes(name) || !name ? url : `${name} (${url})`;
+      this.who.textContent = where ? `Your roles and permissions are read from the database ${where}.` : "";
+      this.who.title = typeof me.explanation === "string" ? me.explanation : "";
     } catch {
       this.who.textContent = "";
     }
   }
 
   /**
+   * Draw a chart at the figure's width (and again when that changes).
    * @param {HTMLElement} figure
    * @param {import("../state.js").DayCount[]} series
    * @param {string} label
    */
   chart(figure, series, label) {
-    figure.querySelector("svg")?.remove();
-    figure.append(renderBarChart(series, label));
+    const draw = () => {
+      const width = Math.max(160, Math.floor(figure.clientWidth - 26));
+      if (figure.dataset.width === String(width) && figure.querySelector("svg")) {
+        return;
+      }
+      figure.dataset.width = String(width);
+      figure.querySelector("svg")?.remove();
+      figure.append(renderBarChart(series, label, width, 140));
+    };
+    delete figure.dataset.width;
+    draw();
+    this.observers.get(figure)?.disconnect();
+    const observer = new ResizeObserver(() => {
+      if (figure.isConnected && figure.clientWidth) {
+        draw();
+      }
+    });
+    observer.observe(figure);
+    this.observers.set(figure, observer);
   }
 }

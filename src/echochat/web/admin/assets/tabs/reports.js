@@ -11,6 +11,12 @@ import { problemText, setStatus } from "/static/js/ui/forms.js";
 import * as net from "../net.js";
 import { formatTime, listOf, reportActions, reportTarget } from "../state.js";
 
+const MUTES = [
+  [15, "15 min"],
+  [60, "1 hour"],
+  [1440, "1 day"],
+  [10080, "1 week"],
+];
 const KINDS = { user: "User", dm: "Private message", room_message: "Room message" };
 
 export class ReportsTab {
@@ -49,7 +55,7 @@ export class ReportsTab {
       }),
       el("span", { className: "admin-report__who" }, [
         el("b", { text: target || "?" }),
-        document.createTextNode(` reported by ${report.reporter ?? report.reporter_username ?? "?"}`),
+        document.createTextNode(` reported by ${report.reporter ?? "?"}`),
       ]),
       el("time", { className: "admin-report__time", text: created }),
     ]);
@@ -58,6 +64,16 @@ export class ReportsTab {
     ]);
     if (report.excerpt) {
       body.append(el("blockquote", { className: "admin-report__excerpt", text: report.excerpt }));
+      if (report.excerpt_matches !== null && report.excerpt_matches !== undefined) {
+        body.append(
+          el("p", {
+            className: "admin-report__none",
+            text: report.excerpt_matches
+              ? "The stored message contains this text."
+              : "The stored message does NOT contain this text.",
+          }),
+        );
+      }
     } else if (report.kind !== "user") {
       body.append(
         el("p", {
@@ -65,6 +81,9 @@ export class ReportsTab {
           text: "The reporter did not include the message text.",
         }),
       );
+    }
+    if (report.message && report.message.found === false) {
+      body.append(el("p", { className: "admin-report__none", text: "The message has been deleted." }));
     }
     const item = el("li", { className: "admin-report" }, [head, body]);
     item.dataset.report = String(report.id);
@@ -91,15 +110,26 @@ export class ReportsTab {
         placeholder: "Resolution note (for the moderators)",
       },
     });
-    const buttons = reportActions(report).map(({ action, label, danger }) => {
+    const minutes = el(
+      "select",
+      {
+        className: "field__input field__select admin-report__minutes",
+        attrs: { "aria-label": "Mute for", title: "How long a mute lasts" },
+      },
+      MUTES.map(([value, text]) => el("option", { text, attrs: { value: String(value) } })),
+    );
+    minutes.value = "60";
+    const buttons = reportActions(report).flatMap(({ action, label, danger }) => {
       const button = el("button", {
         className: `button button--small${danger ? " button--danger" : ""}`,
         text: label,
         attrs: { type: "button" },
       });
       button.dataset.action = action;
-      button.addEventListener("click", () => this.resolve(report, action, note.value));
-      return button;
+      button.addEventListener("click", () =>
+        this.resolve(report, action, note.value, action === "mute" ? Number(minutes.value) : null),
+      );
+      return action === "mute" ? [el("span", { className: "admin-report__mute" }, [button, minutes])] : [button];
     });
     return el("div", { className: "admin-report__actions" }, [
       el("label", { className: "visually-hidden", text: "Resolution note", attrs: { for: noteId } }),
@@ -112,10 +142,11 @@ export class ReportsTab {
    * @param {any} report
    * @param {string} action
    * @param {string} note
+   * @param {number | null} minutes for a mute
    */
-  async resolve(report, action, note) {
+  async resolve(report, action, note, minutes) {
     try {
-      await net.resolveReport(report.id, action, note.trim());
+      await net.resolveReport(report.id, action, note.trim(), minutes);
       setStatus(this.status, `Report #${report.id} resolved (${action}).`, "success");
       await this.load();
     } catch (error) {

@@ -36,8 +36,13 @@ export class RoomsTab {
     );
     bindForm(
       this.roomForm,
-      async ({ id, name, topic, category_id: category }) => {
-        const body = { name: name.trim(), topic: topic.trim(), category_id: Number(category) };
+      async ({ id, name, topic, category_id: category, capacity }) => {
+        const body = {
+          name: name.trim(),
+          topic: topic.trim(),
+          category_id: category ? Number(category) : null,
+          capacity: capacity.trim() ? Number(capacity) : null,
+        };
         if (id) {
           await net.updateRoom(Number(id), body);
           this.tell(`Room “${body.name}” saved.`);
@@ -94,7 +99,10 @@ export class RoomsTab {
 
   /** @param {any} category */
   categoryItem(category) {
-    const count = this.rooms.filter((r) => r.category_id === category.id).length;
+    const count =
+      typeof category.room_count === "number"
+        ? category.room_count
+        : this.rooms.filter((r) => r.category_id === category.id).length;
     const rename = el("button", {
       className: "button button--small",
       text: "Rename",
@@ -221,6 +229,7 @@ export class RoomsTab {
     if (room) {
       byId("admin-room-name", HTMLInputElement).value = room.name ?? "";
       byId("admin-room-topic", HTMLInputElement).value = room.topic ?? "";
+      byId("admin-room-capacity", HTMLInputElement).value = room.capacity ? String(room.capacity) : "";
       byId("admin-room-name", HTMLInputElement).focus();
     }
   }

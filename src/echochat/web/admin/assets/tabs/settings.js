@@ -6,7 +6,7 @@
  * does not offer is hidden. The GIF key is write-only: the form never holds it.
  */
 
-import { byId } from "/static/js/ui/dom.js";
+import { byId, el } from "/static/js/ui/dom.js";
 import {
   clearErrors,
   problemText,
@@ -16,7 +16,24 @@ import {
 } from "/static/js/ui/forms.js";
 import { ApiError } from "/static/js/net/api.js";
 import * as net from "../net.js";
-import { bytesInWords, normalizeSettings, SETTING_FIELDS, settingsChanges } from "../state.js";
+import {
+  bytesInWords,
+  normalizeSettings,
+  settingFields,
+  settingLabel,
+  settingsChanges,
+} from "../state.js";
+
+/** Labels of the settings the template has no field for (added as the server offers them). */
+const LABELS = {
+  group_max_members: "Private group: most members",
+  encrypted_group_max_members: "Encrypted group: most members",
+  rate_limit_login_account: "Sign-ins per account",
+  rate_limit_reset_ip: "Password resets per IP address",
+  rate_limit_reset_account: "Password resets per account",
+  rate_limit_backup_account: "Key backups per account",
+  rate_limit_buzz: "BUZZ!es",
+};
 
 export class SettingsTab {
   constructor() {
@@ -54,18 +71,48 @@ export class SettingsTab {
     }
   }
 
+  /**
+   * A field for a setting the template does not have, in the fieldset of its kind.
+   * @param {import("../state.js").SettingField} field
+   */
+  addField(field) {
+    const setting = this.current[field.name];
+    const id = `admin-set-${field.name.replaceAll("_", "-")}`;
+    const label = LABELS[/** @type {keyof typeof LABELS} */ (field.name)] ?? settingLabel(field.name);
+    const input = el("input", {
+      className: "field__input",
+      attrs: {
+        id,
+        name: field.name,
+        type: field.kind === "int" ? "number" : "text",
+        autocomplete: "off",
+        spellcheck: "false",
+        "aria-describedby": `${id}-hint`,
+      },
+    });
+    const box = el("div", { className: "field" }, [
+      el("label", { className: "field__label", text: label, attrs: { for: id } }),
+      input,
+      el("p", { className: "field__hint", text: setting.description, attrs: { id: `${id}-hint` } }),
+    ]);
+    const home = field.kind === "rate" ? "admin-set-rates" : "admin-set-rooms";
+    byId(home, HTMLElement).append(box);
+  }
+
   fill() {
-    for (const field of SETTING_FIELDS) {
+    const fields = settingFields(this.current);
+    for (const field of fields) {
+      if (!this.input(field.name) && ["int", "rate"].includes(field.kind)) {
+        this.addField(field);
+      }
+    }
+    for (const field of fields) {
       const input = this.input(field.name);
       if (!input) {
         continue;
       }
       const setting = this.current[field.name];
-      const box = input.closest(".field");
-      box?.toggleAttribute("hidden", !setting);
-      if (!setting) {
-        continue;
-      }
+      const box = /** @type {HTMLElement | null} */ (input.closest(".field"));
       if (input instanceof HTMLInputElement && input.type === "checkbox") {
         input.checked = Boolean(setting.value);
       } else if (field.kind === "secret") {
@@ -80,6 +127,12 @@ export class SettingsTab {
         box.dataset.source = setting.source;
         box.title = setting.source ? `Comes from: ${setting.source}` : "";
       }
+    }
+    // A field of the template that this server does not offer is hidden.
+    for (const box of this.form.querySelectorAll(".field")) {
+      const named = box.querySelector("[name]");
+      const name = named?.getAttribute("name") ?? "";
+      box.toggleAttribute("hidden", !(name in this.current));
     }
     this.describeUpload();
   }

@@ -12,6 +12,9 @@ import * as net from "../net.js";
 import { formatTime, listOf, standing } from "../state.js";
 
 const PAGE = 20;
+
+/** @param {string} word */
+const capital = (word) => word.charAt(0).toUpperCase() + word.slice(1);
 const ROLES = ["admin", "moderator"];
 
 export class UsersTab {
@@ -86,11 +89,11 @@ export class UsersTab {
           el("span", { className: "admin-list__sub", text: user.username }),
         ]),
         ...roles.map((/** @type {string} */ r) =>
-          el("span", { className: `admin-badge admin-badge--${r}`, text: r }),
+          el("span", { className: `admin-badge admin-badge--${r}`, text: capital(r) }),
         ),
         state.key === "active"
           ? ""
-          : el("span", { className: `admin-badge admin-badge--${state.key}`, text: state.key }),
+          : el("span", { className: `admin-badge admin-badge--${state.key}`, text: capital(state.key) }),
       ],
     );
     button.dataset.username = user.username;
@@ -131,7 +134,7 @@ export class UsersTab {
       ["Email", user.email || "—"],
       ["Joined", user.created_at ? formatTime(Date.parse(user.created_at)) : "—"],
       ["Last seen", user.last_seen_at || user.last_seen ? formatTime(Date.parse(user.last_seen_at ?? user.last_seen)) : "—"],
-      ["Online", user.online === undefined ? "—" : user.online ? "yes" : "no"],
+      ["Sessions", typeof user.sessions === "number" ? `${user.sessions} signed in` : "—"],
     ];
     if (state.key === "banned" && user.ban_reason) {
       facts.push(["Ban reason", user.ban_reason]);
@@ -189,13 +192,13 @@ export class UsersTab {
       const roles = ROLES.filter((role) =>
         /** @type {HTMLInputElement | null} */ (form.querySelector(`input[value="${role}"]`))?.checked,
       );
-      this.act(() => net.updateUser(who(), { roles }), `Roles of ${who()} saved.`);
+      this.act(() => net.updateUser(who(), { roles }), `Saved the roles of ${who()}.`);
     });
     byId("admin-ban-form", HTMLFormElement).addEventListener("submit", async (event) => {
       event.preventDefault();
       const name = who();
       if (standing(this.current ?? {}, Date.now()).key === "banned") {
-        this.act(() => net.updateUser(name, { banned: false }), `${name} is no longer banned.`);
+        this.act(() => net.updateUser(name, { banned: false }), `Lifted the ban on ${name}.`);
         return;
       }
       const reason = byId("admin-ban-reason", HTMLInputElement).value.trim();
@@ -205,16 +208,16 @@ export class UsersTab {
         ok: "Ban",
       });
       if (sure) {
-        this.act(() => net.updateUser(name, { banned: true, ban_reason: reason }), `${name} is banned.`);
+        this.act(() => net.updateUser(name, { banned: true, ban_reason: reason }), `Banned ${name}.`);
       }
     });
     byId("admin-mute-form", HTMLFormElement).addEventListener("submit", (event) => {
       event.preventDefault();
       const minutes = Number(byId("admin-mute-minutes", HTMLSelectElement).value);
-      this.act(() => net.updateUser(who(), { muted_minutes: minutes }), `${who()} is muted.`);
+      this.act(() => net.updateUser(who(), { muted_minutes: minutes }), `Muted ${who()}.`);
     });
     byId("admin-unmute", HTMLButtonElement).addEventListener("click", () =>
-      this.act(() => net.updateUser(who(), { muted_minutes: 0 }), `${who()} may talk again.`),
+      this.act(() => net.updateUser(who(), { muted_minutes: 0 }), `Lifted the mute on ${who()}.`),
     );
     byId("admin-force-logout", HTMLButtonElement).addEventListener("click", async () => {
       const name = who();
@@ -224,7 +227,7 @@ export class UsersTab {
         ok: "Sign out",
       });
       if (sure) {
-        this.act(() => net.forceLogout(name), `${name} was signed out everywhere.`);
+        this.act(() => net.forceLogout(name), `Signed ${name} out everywhere.`);
       }
     });
   }

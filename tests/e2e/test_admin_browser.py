@@ -1,0 +1,188 @@
+"""The admin panel and reports in a real browser against a live server (issue 8, items 3-5).
+
+One journey on one shared server: Bob (a normal user) gets a page without any trace of the
+panel (its script answers 403) and reports Carol through the Report dialog; Alice (admin)
+opens the panel from the Messenger menu, resolves the report (Bob is told the outcome),
+bans Carol with a reason (Carol's open page lands on the sign-in page, which shows the
+reason), closes registration (the sign-up page then refuses) and finds her actions in the
+audit log. Every tab is photographed, and the panel on a phone-sized window too.
+Screenshots go to test-output/<test id>/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.conftest import LiveServer
+from tests.e2e.accounts import ALICE, BOB, Account, sign_up
+from tests.e2e.buddylist import CAROL, Chat, befriend, open_chat, register
+from tests.e2e.conftest import NewContext, Watch
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+DAVE = Account("dave", "Dave Digger", "dave@example.org", "dave-digs-deeper")
+PANEL_TRACES = ("/admin/assets", "admin-panel", "admin-pane", "Admin panel")
+
+
+async def grant(server: LiveServer, username: str, role: str = "admin") -> None:
+    """``echochat admin grant`` against the live server's database, as an operator would."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "echochat",
+        "admin",
+        "grant",
+        username,
+        "--role",
+        role,
+        env=server.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+
+
+async def open_tab(page: Page, name: str) -> None:
+    await page.locator("#admin-panel").get_by_role("tab", name=name, exact=True).click()
+    await expect(page.locator(f'#admin-panel[data-tab="{name.split()[0].lower()}"]')).to_have_count(
+        1
+    )
+
+
+async def shoot(page: Page, path: Path) -> None:
+    await page.screenshot(path=path)
+
+
+async def test_admin_panel_journey(
+    shared_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+) -> None:
+    server = shared_server
+    await register(server, ALICE, BOB, CAROL)
+    await befriend(server, BOB, CAROL)
+    await grant(server, ALICE.username)
+
+    # --- a normal user: no trace of the panel; reports Carol -----------------------------------
+    bob: Chat = await open_chat(new_context, watch, server, BOB)
+    html = await bob.page.content()
+    source = await (await bob.page.request.get(server.url + "/chat")).text()
+    for trace in PANEL_TRACES:
+        assert trace not in source, trace
+        assert trace not in html, trace
+    bob.problems.expect_refusal("/admin/assets/panel.js", 403)
+    refused = await bob.page.request.get(server.url + "/admin/assets/panel.js")
+    assert refused.status == 403
+    await bob.window.get_by_role("menuitem", name="Messenger", exact=True).click()
+    await expect(bob.page.locator('.menu [data-command="admin-panel"]')).to_have_count(0)
+    await bob.page.keyboard.press("Escape")
+
+    menu = await bob.buddy_menu(CAROL.username)
+    await menu.locator('[data-command="report"]').click()
+    dialog = bob.page.locator("#report-dialog")
+    await expect(dialog).to_be_visible()
+    await expect(dialog.locator("#report-title")).to_have_text("Report Carol Singer")
+    await expect(dialog.locator("#report-excerpt-box")).to_be_hidden()  # a user: no message
+    await dialog.get_by_label("What is wrong?").fill("Sends me spam links every hour.")
+    await shoot(bob.page, output_dir / "report-dialog.png")
+    await dialog.get_by_role("button", name="Send report").click()
+    await expect(dialog).to_be_hidden()
+    await expect(bob.notice).to_contain_text("your report was sent")
+
+    carol = await open_chat(new_context, watch, server, CAROL)
+
+    # --- the admin opens the panel from the Messenger menu --------------------------------------
+    alice = await open_chat(new_context, watch, server, ALICE)
+    page = alice.page
+    await alice.menu("Messenger", "admin-panel")
+    panel = page.locator("#admin-panel")
+    await expect(panel).to_be_visible()
+    await expect(panel.get_by_role("tab")).to_have_text(
+        ["Dashboard", "Users", "Settings", "Rooms", "Reports", "Audit log"]
+    )
+    await expect(panel.locator("#admin-online")).to_have_text("3")
+    await expect(panel.locator("#admin-chart-signups svg rect")).not_to_have_count(0)
+    await shoot(page, output_dir / "tab-dashboard.png")
+
+    # --- reports: resolve Bob's report; Bob is told --------------------------------------------
+    await open_tab(page, "Reports")
+    report = panel.locator(".admin-report").first
+    await expect(report).to_contain_text("Sends me spam links every hour.")
+    await expect(report).to_contain_text("reported by bob")
+    await shoot(page, output_dir / "tab-reports.png")
+    await report.get_by_placeholder("Resolution note").fill("Warned; muted for an hour.")
+    await report.get_by_role("button", name="Mute user").click()
+    await expect(panel.locator("#admin-reports-status")).to_contain_text("resolved")
+    await expect(panel.locator("#admin-reports-empty")).to_be_visible()
+    await expect(bob.notice).to_contain_text("Your report was reviewed")
+
+    # --- users: ban Carol with a reason; her page is sent to sign in ----------------------------
+    await open_tab(page, "Users")
+    await panel.get_by_label("Search users").fill("car")
+    await panel.get_by_role("button", name="Search").click()
+    await panel.locator('.admin-list__item[data-username="carol"]').click()
+    await expect(panel.locator("#admin-user-name")).to_contain_text("carol")
+    await expect(panel.locator("#admin-user-standing")).to_contain_text("Muted")
+    await panel.get_by_label("Reason").fill("spam links")
+    await shoot(page, output_dir / "tab-users.png")
+    await panel.get_by_role("button", name="Ban user").click()
+    await page.locator("#confirm-dialog").get_by_role("button", name="Ban").click()
+    await expect(panel.locator("#admin-user-status")).to_have_text("Banned carol.")
+    await expect(panel.locator("#admin-user-standing")).to_have_text("Banned")
+    await carol.page.wait_for_url("**/login**")
+    await expect(carol.page.locator("#login-status")).to_contain_text("spam links")
+    carol.problems.expect_refusal("/api/v1/auth/refresh", 403)
+
+    # --- settings: close registration; the sign-up page refuses --------------------------------
+    await open_tab(page, "Settings")
+    registration = panel.get_by_label("Registration open")
+    await expect(registration).to_be_checked()
+    await registration.uncheck()
+    await panel.get_by_label("Room capacity").fill("0")
+    await panel.get_by_role("button", name="Save settings").click()
+    await expect(panel.locator("#admin-set-room-capacity-error")).to_be_visible()
+    await shoot(page, output_dir / "tab-settings-error.png")
+    await panel.get_by_label("Room capacity").fill("500")
+    await panel.get_by_role("button", name="Save settings").click()
+    await expect(panel.locator("#admin-settings-status")).to_contain_text("Saved 2 settings")
+    await shoot(page, output_dir / "tab-settings.png")
+
+    visitor = await (await new_context()).new_page()
+    visitor_watch = await watch(visitor)
+    visitor_watch.expect_refusal("/api/v1/auth/register", 403)
+    await sign_up(visitor, server, DAVE)
+    await expect(visitor.locator("#register-status")).to_contain_text("Registration is closed")
+    await visitor_watch.assert_clean()
+
+    # --- rooms and the audit log ---------------------------------------------------------------
+    await open_tab(page, "Rooms")
+    await expect(panel.locator("#admin-category-list li")).not_to_have_count(0)
+    await shoot(page, output_dir / "tab-rooms.png")
+    await open_tab(page, "Audit log")
+    rows = panel.locator("#admin-audit-rows tr")
+    await expect(rows.filter(has_text="user.ban")).to_have_count(1)
+    await expect(rows.filter(has_text="settings.update")).to_have_count(2)
+    await expect(panel.locator("#admin-audit-csv")).to_have_attribute(
+        "href", "/api/v1/admin/audit.csv"
+    )
+    await shoot(page, output_dir / "tab-audit.png")
+
+    # --- minimize to the dock and back; a phone-sized window -----------------------------------
+    await panel.get_by_role("button", name="Minimize").click()
+    await expect(panel).to_be_hidden()
+    dock = page.locator("#admin-dock")
+    await expect(dock).to_be_visible()
+    await dock.click()
+    await expect(panel).to_be_visible()
+    await page.set_viewport_size({"width": 390, "height": 780})
+    await open_tab(page, "Users")
+    await shoot(page, output_dir / "narrow-users.png")
+    await open_tab(page, "Settings")
+    await shoot(page, output_dir / "narrow-settings.png")
+
+    for chat in (alice, bob, carol):
+        await chat.problems.assert_clean()
