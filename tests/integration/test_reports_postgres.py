@@ -86,3 +86,26 @@ async def test_two_moderators_resolving_at_once(pg_site: Site) -> None:
     answers = await asyncio.gather(*(site.resolve(m, report["id"], action="dismiss") for m in mods))
     assert sorted(a.status_code for a in answers) == [200, 409, 409]
     assert len(await site.audit("report.resolve")) == 1
+
+
+async def test_racing_moderators_with_different_actions_take_one(pg_site: Site) -> None:
+    """Dismiss, mute and ban at once: one wins, and only its action happened."""
+    site = pg_site
+    mods = [await site.user(f"mod{i}", "moderator") for i in range(3)]
+    bob = await site.user("bob")
+    await site.user("carol")
+    for round_ in range(3):
+        report = await site.filed(bob, kind="user", username="carol", reason=f"round {round_}")
+        bodies = [{"action": "dismiss"}, {"action": "mute", "minutes": 5}, {"action": "ban"}]
+        answers = await asyncio.gather(
+            *(site.resolve(m, report["id"], **b) for m, b in zip(mods, bodies, strict=True))
+        )
+        assert sorted(a.status_code for a in answers) == [200, 409, 409]
+        [won] = [a.json() for a in answers if a.status_code == 200]
+        assert len(await site.audit("user.ban")) == (1 if won["action"] == "ban" else 0)
+        if won["action"] == "ban":
+            break  # carol is banned: no more rounds about her
+        mutes = len(await site.audit("user.mute"))
+        assert mutes == sum(
+            r["action"] == "mute" for r in await site.mine(bob) if r["status"] != "open"
+        )

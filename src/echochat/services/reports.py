@@ -409,42 +409,16 @@ async def _act(
         await admin.set_ban(ctx, principal, row.target, banned=True, reason=reason, ip=ip)
 
 
-async def resolve(
+async def _close(
     ctx: Context,
     principal: Principal,
-    report_id: int,
-    *,
+    row: ReportRow,
     action: ReportAction,
-    resolution: str = "",
-    minutes: int | None = None,
-    ip: str = "",
-) -> ReportReview:
-    """Dismiss a report or act on it (delete the message, mute or ban the reported user),
-    close it, audit ``report.resolve``, and tell the reporter (``report.update``).
-
-    Refusals: 404 ``report_not_found``, 409 ``already_resolved``, 422 for an action that does
-    not fit (deleting a user report, a mute without minutes), 403 ``own_report``, and any
-    refusal of the action itself (e.g. 409 ``last_admin`` for a ban). A failed action leaves
-    the report open."""
-    _reviewer(principal)
-    note = clean_line(resolution)
-    if len(note) > REASON_MAX:
-        raise InvalidInput(
-            f"the resolution may hold at most {REASON_MAX} characters",
-            code="invalid_input",
-            details={"field": "resolution"},
-        )
-    async with ctx.db.read() as conn:
-        row = await store.by_id(conn, report_id)
-    if row is None:
-        raise NotFound(f"no report {report_id}", code="report_not_found")
-    if row.status != "open":
-        raise Conflict(f"report {report_id} is already {row.status}", code="already_resolved")
-    _check_action(principal, row, action, minutes)
-    await _act(ctx, principal, row, action, note, minutes, ip)
-
-    now = ctx.clock()
-    status: ReportStatus = "dismissed" if action == "dismiss" else "actioned"
+    note: str,
+    minutes: int | None,
+    ip: str,
+) -> ReportRow:
+    """Close the report (deleting a DM's envelope in the same transaction) and audit it."""
     async with ctx.db.transaction() as conn:
         deleted_dm = None
         if action == "delete" and row.kind == "dm" and row.message_found:
@@ -452,14 +426,14 @@ async def resolve(
             deleted_dm = await message_store.delete_message_txn(conn, row.message_id)
         if not await store.resolve_txn(
             conn,
-            report_id,
-            status=status,
+            row.id,
+            status="dismissed" if action == "dismiss" else "actioned",
             action="" if action == "dismiss" else action,
             resolution=note,
             reviewer_id=principal.user_id,
-            at=now,
+            at=ctx.clock(),
         ):
-            raise Conflict(f"report {report_id} was resolved meanwhile", code="already_resolved")
+            raise Conflict(f"report {row.id} was resolved meanwhile", code="already_resolved")
         details: dict[str, object] = {"action": action, "kind": row.kind}
         if row.message_id is not None:
             details["message_id"] = row.message_id
@@ -473,24 +447,63 @@ async def resolve(
             actor_id=principal.user_id,
             action="report.resolve",
             target_type="report",
-            target=str(report_id),
+            target=str(row.id),
             ip=ip,
             details=details,
         )
-        done = await store.by_id(conn, report_id)
+        done = await store.by_id(conn, row.id)
     assert done is not None
-    mine_view = _mine(done)
+    return done
+
+
+async def resolve(
+    ctx: Context,
+    principal: Principal,
+    report_id: int,
+    *,
+    action: ReportAction,
+    resolution: str = "",
+    minutes: int | None = None,
+    ip: str = "",
+) -> ReportReview:
+    """Dismiss a report or act on it (delete the message, mute or ban the reported user),
+    close it, audit ``report.resolve``, and tell the reporter (``report.update``).
+
+    One resolution of a report at a time (:func:`store.reviewing`, on every process): a
+    second moderator waits, then finds it closed. Refusals: 404 ``report_not_found``, 409
+    ``already_resolved``, 422 for an action that does not fit (deleting a user report, a
+    mute without minutes), 403 ``own_report``, and any refusal of the action itself (e.g.
+    403 for staff, 409 ``last_admin``). A refused action leaves the report open."""
+    _reviewer(principal)
+    note = clean_line(resolution)
+    if len(note) > REASON_MAX:
+        raise InvalidInput(
+            f"the resolution may hold at most {REASON_MAX} characters",
+            code="invalid_input",
+            details={"field": "resolution"},
+        )
+    async with store.reviewing(ctx.db, report_id):
+        async with ctx.db.read() as conn:
+            row = await store.by_id(conn, report_id)
+        if row is None:
+            raise NotFound(f"no report {report_id}", code="report_not_found")
+        if row.status != "open":
+            raise Conflict(f"report {report_id} is already {row.status}", code="already_resolved")
+        _check_action(principal, row, action, minutes)
+        await _act(ctx, principal, row, action, note, minutes, ip)
+        done = await _close(ctx, principal, row, action, note, minutes, ip)
+    told = _mine(done)
     event = ReportUpdateEvent(
         data=ReportUpdateData(
-            id=mine_view.id,
-            status=mine_view.status,
-            action=mine_view.action,
-            outcome=mine_view.outcome,
-            resolved_at=mine_view.resolved_at,
+            id=told.id,
+            status=told.status,
+            action=told.action,
+            outcome=told.outcome,
+            resolved_at=told.resolved_at,
         )
     )
     try:
-        await notify.to_user(ctx, row.reporter_id, event)
+        await notify.to_user(ctx, done.reporter_id, event)
     except Exception:
         log.exception("report.update not published; the reporter sees it in /reports/mine")
     return _review(done)

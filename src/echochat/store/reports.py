@@ -6,13 +6,18 @@ is not a party to, so the service cannot leak which is which.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from echochat.store.db import Database
 from echochat.store.tables import messages, reports, room_members, room_messages, rooms, users
 
 __all__ = [
@@ -28,10 +33,15 @@ __all__ = [
     "open_duplicate_txn",
     "queue",
     "resolve_txn",
+    "reviewing",
     "room_message_for",
 ]
 
 Conn = AsyncConnection
+
+# Advisory lock namespace of report resolutions (the two-int form: namespace, report id).
+_LOCK_NAMESPACE = 0x5250
+_local_locks: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -310,3 +320,31 @@ async def resolve_txn(
         )
     )
     return bool(result.rowcount)
+
+
+@asynccontextmanager
+async def reviewing(db: Database, report_id: int) -> AsyncIterator[None]:
+    """Hold the report for the block: one resolution at a time, on every process, so two
+    moderators acting at once cannot both act (one bans while the other dismisses); the
+    second finds it closed. PostgreSQL: a session advisory lock on a connection of its own
+    (the block's own transactions use others); SQLite (one process): an asyncio lock."""
+    if db.dialect != "postgresql":
+        lock = _local_locks.get(db)
+        if lock is None:
+            lock = _local_locks[db] = asyncio.Lock()
+        async with lock:
+            yield
+        return
+    key = {"ns": _LOCK_NAMESPACE, "key": report_id & 0x7FFFFFFF}
+    async with db.engine.connect() as conn:
+        await conn.execute(text("SELECT pg_advisory_lock(:ns, :key)"), key)
+        await conn.commit()
+        try:
+            yield
+        finally:
+            try:
+                await conn.execute(text("SELECT pg_advisory_unlock(:ns, :key)"), key)
+                await conn.commit()
+            except BaseException:
+                await conn.invalidate()  # a closed session holds no locks
+                raise
