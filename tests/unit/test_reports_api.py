@@ -27,7 +27,7 @@ from echochat.services.context import Context
 from echochat.services.roles import grant_role
 from echochat.store.tables import audit_log, messages, room_members, room_messages, rooms
 from tests.dmutil import Person, person, post_message
-from tests.wsutil import API, User, cookieless, expect_error, register
+from tests.wsutil import API, PASSWORD, User, cookieless, expect_error, register
 
 
 @dataclass
@@ -535,3 +535,38 @@ async def test_resolve_refusals_leave_the_report_open(site: Site) -> None:
     )
     assert {r["id"] for r in (await site.queue(mod))["reports"]} == {report["id"], other["id"]}
     assert await site.audit("report.resolve") == []
+
+
+async def test_only_the_reporter_is_told(site: Site) -> None:
+    mod = await site.user("mod", "moderator")
+    bob = await site.user("bob")
+    carol = await site.user("carol")
+    report = await site.filed(bob, kind="user", username="carol")
+    reported = await site.listen(carol.id)
+    reviewer = await site.listen(mod.id)
+    response = await site.resolve(mod, report["id"], action="dismiss")
+    assert response.status_code == 200, response.text
+    # anything sent to them after the commit is on their channel before this marker
+    for who, sub in ((carol, reported), (mod, reviewer)):
+        await site.ctx.bus.publish(notify.user_channel(who.id), b"Emarker")
+        async with asyncio.timeout(5):
+            _, payload = await sub.get()
+        assert payload == b"Emarker", (who.username, payload)
+
+
+async def test_a_browser_page_needs_the_csrf_token(site: Site) -> None:
+    await site.user("carol")
+    await site.user("bob")
+    async with httpx.AsyncClient(transport=site.transport, base_url=site.url) as browser:
+        login = await browser.post(
+            f"{API}/auth/login", json={"username": "bob", "password": PASSWORD}
+        )
+        assert login.status_code == 200, login.text
+        body = {"kind": "user", "username": "carol", "reason": "rude"}
+        expect_error(await browser.post(f"{API}/reports", json=body), 403, "csrf_missing")
+        token = {"X-CSRF-Token": browser.cookies["echochat_csrf"]}
+        filed = await browser.post(f"{API}/reports", json=body, headers=token)
+        assert filed.status_code == 201, filed.text
+        assert (await browser.get(f"{API}/reports/mine")).json()["reports"][0]["id"] == (
+            filed.json()["id"]
+        )
