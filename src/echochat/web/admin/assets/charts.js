@@ -68,10 +68,17 @@ export function renderBarChart(series, label, WIDTH = 320, HEIGHT = 140) {
     root.append(rect);
   }
   for (const day of chart.labels) {
+    // The last label would spill over the right edge: it ends there instead.
+    const edge = day.x > WIDTH - 24;
     root.append(
       svg(
         "text",
-        { class: "admin-svg__axis", x: day.x.toFixed(1), y: HEIGHT - 4, "text-anchor": "middle" },
+        {
+          class: "admin-svg__axis",
+          x: edge ? WIDTH - 1 : day.x.toFixed(1),
+          y: HEIGHT - 4,
+          "text-anchor": edge ? "end" : "middle",
+        },
         day.text,
       ),
     );

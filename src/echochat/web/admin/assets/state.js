@@ -149,7 +149,9 @@ export function barChart(series, { width, height, left = 32, bottom = 18, top: p
   for (let value = 0; value <= top; value += step) {
     ticks.push({ y: pad + plotH - (value / top) * plotH, value });
   }
-  const every = Math.max(1, Math.ceil(series.length / 7));
+  // A day label needs about 46 units ("Nov 27" at 10-11 px): fewer labels on a narrow chart.
+  const fit = Math.max(1, Math.floor(plotW / 46));
+  const every = Math.max(1, Math.ceil(series.length / fit));
   const labels = series
     .map((d, i) => ({ i, d }))
     .filter(({ i }) => (series.length - 1 - i) % every === 0)

@@ -25,28 +25,28 @@ export class DashboardTab {
 
   async load() {
     setStatus(this.status, "");
-    try {
-      const stats = normalizeStats(await net.stats());
-      this.online.textContent = String(stats.online);
+    const [stats, me] = await Promise.allSettled([net.stats(), net.whoami()]);
+    if (stats.status === "fulfilled") {
+      const shown = normalizeStats(stats.value);
+      this.online.textContent = String(shown.online);
       byId("admin-online-note", HTMLElement).textContent =
-        stats.users === null
+        shown.users === null
           ? "users with a live connection"
-          : `users with a live connection, of ${stats.users} account${stats.users === 1 ? "" : "s"}`;
-      this.chart(this.messages, stats.messages, "Messages per day");
-      this.chart(this.signups, stats.signups, "Sign-ups per day");
-    } catch (error) {
-      setStatus(this.status, problemText(error), "error");
+          : `users with a live connection, of ${shown.users} account${shown.users === 1 ? "" : "s"}`;
+      this.chart(this.messages, shown.messages, "Messages per day");
+      this.chart(this.signups, shown.signups, "Sign-ups per day");
+    } else {
+      setStatus(this.status, problemText(stats.reason), "error");
     }
-    try {
-      const me = await net.whoami();
-      const db = me.database ?? {};
+    if (me.status === "fulfilled") {
+      const db = me.value?.database ?? {};
       const url = String(db.url ?? "");
       const name = String(db.name ?? "");
       const where = url.includes(name) || !name ? url : `${name} (${url})`;
-      this.who.textContent = where ? `Your roles and permissions are read from the database ${where}.` : "";
-      this.who.title = typeof me.explanation === "string" ? me.explanation : "";
-    } catch {
-      this.who.textContent = "";
+      this.who.textContent = where
+        ? `Your roles and permissions are read from the database ${where}.`
+        : "";
+      this.who.title = typeof me.value?.explanation === "string" ? me.value.explanation : "";
     }
   }
 

@@ -26,8 +26,8 @@ import {
 
 /** Labels of the settings the template has no field for (added as the server offers them). */
 const LABELS = {
-  group_max_members: "Private group: most members",
-  encrypted_group_max_members: "Encrypted group: most members",
+  group_max_members: "Private group size",
+  encrypted_group_max_members: "Encrypted group size",
   rate_limit_login_account: "Sign-ins per account",
   rate_limit_reset_ip: "Password resets per IP address",
   rate_limit_reset_account: "Password resets per account",
