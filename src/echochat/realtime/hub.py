@@ -205,7 +205,10 @@ class Hub:
         self._room_users: dict[int, set[int]] = {}
         self._user_rooms: dict[int, set[int]] = {}
         self._recorders: list[dict[int, list[tuple[int, bool]]]] = []
-        self._syncing: set[int] = set()
+        # room channel (un)subscriptions: queued, and running (a change made while one runs
+        # queues another, which runs after it under the lock)
+        self._syncing: dict[int, asyncio.Task[None]] = {}
+        self._inflight: dict[int, asyncio.Task[None]] = {}
 
     @property
     def count(self) -> int:
@@ -235,7 +238,7 @@ class Hub:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._syncing.values()]:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -293,6 +296,7 @@ class Hub:
             return
         finally:
             self._recorders.remove(recorder)
+        wanted: set[int] = set()
         for user_id in user_ids:
             if user_id not in self._by_user:
                 continue  # gone meanwhile
@@ -303,6 +307,17 @@ class Hub:
                 else:
                     rooms.discard(room_id)
             self._set_rooms(user_id, rooms)
+            wanted |= rooms
+        # a new socket says hello only once its rooms' channels are subscribed (not
+        # cancelled with the caller: other sockets may need them)
+        pending = [
+            task
+            for room_id in wanted
+            for task in (self._syncing.get(room_id), self._inflight.get(room_id))
+            if task is not None
+        ]
+        if pending:
+            await asyncio.wait(pending, timeout=10)
 
     def _set_rooms(self, user_id: int, rooms: set[int]) -> None:
         before = self._user_rooms.get(user_id, set())
@@ -352,22 +367,30 @@ class Hub:
         """Subscribe to (or leave) the room's channel to match the index, soon."""
         if room_id in self._syncing or self._sub is None:
             return
-        self._syncing.add(room_id)
-        asyncio.get_running_loop().create_task(self._sync(room_id), name="hub-room-channel")
+        task = asyncio.get_running_loop().create_task(self._sync(room_id), name="hub-room")
+        self._syncing[room_id] = task
 
     async def _sync(self, room_id: int) -> None:
         sub = self._sub
         assert sub is not None
         channel = roomcast.room_channel(room_id)
+        task = asyncio.current_task()
         try:
             async with self._lock:
-                self._syncing.discard(room_id)
+                self._syncing.pop(room_id, None)
+                if sub.closed:
+                    return
+                if task is not None:
+                    self._inflight[room_id] = task
                 if room_id in self._room_users:
                     await sub.add(channel)
                 else:
                     await sub.remove(channel)
         except Exception:
             log.exception("could not (un)subscribe %s", channel)
+        finally:
+            if self._inflight.get(room_id) is task:
+                del self._inflight[room_id]
 
     def route(self, channel: str, payload: bytes) -> None:
         if channel.startswith("room:"):
