@@ -447,6 +447,18 @@ export class PmWindow {
         this.scroller.scrollTop += node.offsetTop - anchor.offset;
       }
     }
+    // Scrolled to the top while a page was still loading: that scroll was ignored, and no
+    // other will come while the view stays there, so ask for the next page now.
+    const s = this.scroller;
+    if (
+      conv.history &&
+      conv.hasMore &&
+      !conv.loading &&
+      s.scrollHeight > s.clientHeight &&
+      s.scrollTop < TOP_SLACK_PX
+    ) {
+      queueMicrotask(() => this.handlers.onOlder());
+    }
   }
 
   /**
