@@ -61,6 +61,34 @@ async () => {
 """
 
 
+# Carol's tab as if she looked elsewhere (hidden, not focused), with desktop notifications
+# recorded (tests/e2e/test_dm_browser.py does the same for private messages).
+HIDE_TAB = """
+() => {
+  window.__hidden = true;
+  Object.defineProperty(Document.prototype, "visibilityState",
+    { configurable: true, get: () => (window.__hidden ? "hidden" : "visible") });
+  Object.defineProperty(Document.prototype, "hidden",
+    { configurable: true, get: () => window.__hidden });
+  Document.prototype.hasFocus = () => !window.__hidden;
+  window.__shown = [];
+  const Real = window.Notification;
+  class Recorded extends Real {
+    constructor(title, options = {}) {
+      super(title, options);
+      window.__shown.push({ title, body: options.body, tag: options.tag });
+    }
+  }
+  Object.defineProperty(Recorded, "permission", { get: () => Real.permission });
+  window.Notification = Recorded;
+  document.dispatchEvent(new Event("visibilitychange"));
+}
+"""
+SHOW_TAB = """
+() => { window.__hidden = false; document.dispatchEvent(new Event("visibilitychange")); }
+"""
+
+
 async def test_rooms_groups_and_moderation(
     shared_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
@@ -70,7 +98,7 @@ async def test_rooms_groups_and_moderation(
     await befriend(server, ALICE, CAROL)
     alice = Rooms(await open_chat(new_context, watch, server, ALICE))
     bob = Rooms(await open_chat(new_context, watch, server, BOB))
-    carol = Rooms(await open_chat(new_context, watch, server, CAROL))
+    carol = Rooms(await open_chat(new_context, watch, server, CAROL, permissions=["notifications"]))
 
     # The pure parts, in Alice's page.
     out: dict[str, Any] = await alice.page.evaluate(PURE_CHECKS)
@@ -152,6 +180,28 @@ async def test_rooms_groups_and_moderation(
     await carol.page.screenshot(path=output_dir / "unread-mention.png")
     await group.click()
     await carol.expect_open("Book club")
+    await expect(group.locator(".room-item__unread")).to_have_count(0)
+
+    # A mention while Carol looks elsewhere: the title flashes, a desktop notification shows,
+    # and the room counts as read once she is back.
+    book = int(await carol.pane.get_attribute("data-room") or 0)
+    title = await carol.page.title()
+    await carol.page.evaluate(HIDE_TAB)
+    await bob.send("@carol are you there?")
+    await expect(carol.page.locator("html")).to_have_attribute(
+        "data-title-flash", "Bob Builder in Book club says…"
+    )
+    shown = await carol.page.evaluate("window.__shown")
+    assert shown == [
+        {
+            "title": "Bob Builder in Book club — EchoChat",
+            "body": "@carol are you there?",
+            "tag": f"echochat-pm-room-{book}",
+        }
+    ]
+    await expect(group.locator(".room-item__unread")).to_have_text("1")
+    await carol.page.evaluate(SHOW_TAB)
+    await expect(carol.page).to_have_title(title)
     await expect(group.locator(".room-item__unread")).to_have_count(0)
 
     # --- moderation: the owner deletes a message; it disappears for everyone ------------------
@@ -278,6 +328,23 @@ async def test_rooms_groups_and_moderation(
     await expect(carol.pane).to_be_hidden()
     await expect(carol.room_item("Book club")).to_be_visible()
     await carol.page.screenshot(path=output_dir / "narrow-rooms-list.png")
+
+    # The owner kicks Carol out of the group: it closes for her and says why.
+    await carol.room_item("Book club").click()
+    await carol.expect_open("Book club")
+    await alice.room_item("Book club").click()
+    await alice.expect_open("Book club")
+    menu = await alice.member_menu("carol")
+    await menu.get_by_role("menuitem", name="Kick out…").click()
+    await (
+        alice.page.get_by_role("dialog", name="Kick out")
+        .get_by_role("button", name="Kick out")
+        .click()
+    )
+    await expect(alice.member("carol")).to_have_count(0)
+    await expect(carol.pane).to_be_hidden()
+    await expect(carol.room_item("Book club")).to_have_count(0)
+    await expect(carol.status).to_have_text("You were removed from Book club by a moderator.")
 
     await alice.page.screenshot(path=output_dir / "group-owner.png")
     await bob.page.screenshot(path=output_dir / "group-bob.png")

@@ -31,6 +31,7 @@ import { RoomView } from "./roomview.js";
 const NARROW = "(max-width: 52rem)";
 const SAVED_KEY = "echochat.room.";
 const SAY_CLEAR_MS = 8000;
+const MEMBERS_REFRESH_MS = 30_000;
 
 /** What happened to me, in words. */
 const GONE = {
@@ -453,7 +454,13 @@ export function startRooms({ me, socket, store, sounds = null, confirm, openChat
     }
   });
 
-  // Buddies' presence changes reach the member lists at once.
+  // Buddies' presence changes reach the member lists at once; other members' presence is
+  // not sent to me, so the open room's list is fetched again now and then.
+  window.setInterval(() => {
+    if (current !== null && document.visibilityState === "visible" && socket.ready) {
+      rooms.loadMembers(current);
+    }
+  }, MEMBERS_REFRESH_MS);
   socket.on("presence", (data) => {
     if (typeof data?.username === "string" && typeof data.state === "string") {
       rooms.presence(data.username, data.state);
