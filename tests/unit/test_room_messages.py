@@ -8,13 +8,14 @@ watermarks and typing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select
 
-from echochat.domain.errors import NotFound
-from echochat.services import accounts, room_messages
+from echochat.domain.errors import Forbidden, NotFound
+from echochat.services import accounts, room_messages, roomcast
 from echochat.store.tables import audit_log
 from echochat.store.tables import room_messages as room_messages_table
 from tests.roommsgutil import (
@@ -457,3 +458,42 @@ async def test_many_senders_at_once_each_socket_gets_the_room_in_id_order(
     assert received == sent
     for sock in (*socks, listener):
         await sock.close()
+
+
+async def test_staff_delete_in_any_room_and_a_deleted_room_is_forgotten(
+    server: Server, people: dict[str, User]
+) -> None:
+    alice, bob = people["alice"], people["bob"]
+    room = await make_room(server.ctx)
+    await add_member(server.ctx, room, alice.id)
+    sock = await server.connect(alice)
+    await server.wait_for(lambda: server.hub.room_members_here(room) == {alice.id}, "index")
+    message = (await say(sock, room, "reported"))["message"]
+    await room_event(sock, message["id"])
+    # bob is in no room at all, but holds rooms:manage (a server moderator)
+    plain = await accounts.authenticate(server.ctx, bob.token)
+    with pytest.raises(Forbidden) as refused:  # a public room: not a member of it
+        await room_messages.delete_message(server.ctx, plain, message["id"])
+    assert refused.value.code == "not_a_member"
+    staff = dataclasses.replace(plain, permissions=plain.permissions | {"rooms:manage"})
+    await room_messages.delete_message(
+        server.ctx, staff, message["id"], reason="spam", ip="1.2.3.4"
+    )
+    event = await sock.event("room.message_deleted")
+    assert event["data"] == {"room": room, "id": message["id"], "by": "bob"}
+    async with server.ctx.db.read() as conn:
+        row = (
+            await conn.execute(
+                select(audit_log.c.actor, audit_log.c.ip, audit_log.c.details).where(
+                    audit_log.c.action == "room.message_delete"
+                )
+            )
+        ).one()
+    assert row.actor == "bob" and row.ip == "1.2.3.4"
+    assert row.details["reason"] == "spam" and row.details["author"] == "alice"
+
+    # the room is deleted: every process forgets it
+    await roomcast.room_deleted(server.ctx, room)
+    await server.wait_for(lambda: not server.hub.room_members_here(room), "the room forgotten")
+    assert room not in server.hub.rooms_here(alice.id)
+    await sock.close()
