@@ -1,8 +1,10 @@
 """The admin panel and reports in a real browser against a live server (issue 8, items 3-5).
 
 One journey on one shared server: Bob (a normal user) gets a page without any trace of the
-panel (its script answers 403) and reports Carol through the Report dialog; Alice (admin)
-opens the panel from the Messenger menu, resolves the report (Bob is told the outcome),
+panel (its script answers 403), reports Carol through the Report dialog from her buddy menu,
+and reports a private message of hers from its PM window with the text included (it is
+end-to-end encrypted: only then does the server see it); Alice (admin) opens the panel from
+the Messenger menu, resolves both reports (Bob is told the outcome),
 bans Carol with a reason (Carol's open page lands on the sign-in page, which shows the
 reason), closes registration (the sign-up page then refuses) and finds her actions in the
 audit log. Every tab is photographed, and the panel on a phone-sized window too.
@@ -22,6 +24,7 @@ from tests.conftest import LiveServer
 from tests.e2e.accounts import ALICE, BOB, Account, sign_up
 from tests.e2e.buddylist import CAROL, Chat, befriend, open_chat, register
 from tests.e2e.conftest import NewContext, Watch
+from tests.e2e.pm import open_pm_chat
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -68,7 +71,8 @@ async def test_admin_panel_journey(
     await grant(server, ALICE.username)
 
     # --- a normal user: no trace of the panel; reports Carol -----------------------------------
-    bob: Chat = await open_chat(new_context, watch, server, BOB)
+    bob_pm = await open_pm_chat(new_context, watch, server, BOB)
+    bob: Chat = bob_pm.chat
     html = await bob.page.content()
     source = await (await bob.page.request.get(server.url + "/chat")).text()
     for trace in PANEL_TRACES:
@@ -93,7 +97,24 @@ async def test_admin_panel_journey(
     await expect(dialog).to_be_hidden()
     await expect(bob.notice).to_contain_text("your report was sent")
 
-    carol = await open_chat(new_context, watch, server, CAROL)
+    # Carol sends Bob a private message; Bob reports it with its text.
+    carol_pm = await open_pm_chat(new_context, watch, server, CAROL)
+    carol = carol_pm.chat
+    await carol_pm.open_from_list(BOB.username)
+    await carol_pm.send(BOB.username, "Cheap pills at spam.example!")
+    line = bob_pm.messages(CAROL.username).first
+    await expect(line.locator(".pm-line__text")).to_have_text("Cheap pills at spam.example!")
+    await line.get_by_role("button", name="Report this message from Carol Singer").click()
+    await expect(dialog).to_be_visible()
+    await expect(dialog.locator("#report-title")).to_have_text("Report a message")
+    await expect(dialog.locator("#report-quote")).to_have_text("Cheap pills at spam.example!")
+    include = dialog.get_by_label("Include the message text")
+    await expect(include).not_to_be_checked()  # the reporter chooses
+    await include.check()
+    await dialog.get_by_label("What is wrong?").fill("Spam in a private message.")
+    await shoot(bob.page, output_dir / "report-message-dialog.png")
+    await dialog.get_by_role("button", name="Send report").click()
+    await expect(dialog).to_be_hidden()
 
     # --- the admin opens the panel from the Messenger menu --------------------------------------
     alice = await open_chat(new_context, watch, server, ALICE)
@@ -108,17 +129,28 @@ async def test_admin_panel_journey(
     await expect(panel.locator("#admin-chart-signups svg rect")).not_to_have_count(0)
     await shoot(page, output_dir / "tab-dashboard.png")
 
-    # --- reports: resolve Bob's report; Bob is told --------------------------------------------
+    # --- reports: resolve Bob's reports; Bob is told --------------------------------------------
     await open_tab(page, "Reports")
-    report = panel.locator(".admin-report").first
+    reports = panel.locator(".admin-report")
+    await expect(reports).to_have_count(2)
+    message_report = reports.filter(has_text="Spam in a private message.")
+    await expect(message_report.locator(".admin-report__excerpt")).to_have_text(
+        "Cheap pills at spam.example!"
+    )
+    await shoot(page, output_dir / "tab-reports.png")
+    await message_report.get_by_role("button", name="Delete message").click()
+    await expect(reports).to_have_count(1)
+    await expect(bob.notice).to_have_text(
+        "A moderator reviewed your report and removed the message."
+    )
+    report = reports.first
     await expect(report).to_contain_text("Sends me spam links every hour.")
     await expect(report).to_contain_text("reported by bob")
-    await shoot(page, output_dir / "tab-reports.png")
     await report.get_by_placeholder("Resolution note").fill("Warned; muted for an hour.")
     await report.get_by_role("button", name="Mute user").click()
     await expect(panel.locator("#admin-reports-status")).to_contain_text("resolved")
     await expect(panel.locator("#admin-reports-empty")).to_be_visible()
-    await expect(bob.notice).to_contain_text("Your report was reviewed")
+    await expect(bob.notice).to_have_text("A moderator reviewed your report and muted the user.")
 
     # --- users: ban Carol with a reason; her page is sent to sign in ----------------------------
     await open_tab(page, "Users")

@@ -63,11 +63,11 @@ export function reportBody(about, reason, include) {
 export function reportOutcome(data) {
   const outcome = typeof data.outcome === "string" && data.outcome.trim() ? data.outcome.trim() : "";
   if (outcome) {
-    return `Your report was reviewed: ${outcome}`;
+    return outcome; // one sentence the server chose per action ("...removed the message.")
   }
   return data.status === "dismissed"
-    ? "Your report was reviewed; the moderators took no action."
-    : "Your report was reviewed and the moderators took action. Thank you.";
+    ? "A moderator reviewed your report and took no action."
+    : "A moderator reviewed your report and acted on it.";
 }
 
 /**
