@@ -99,7 +99,7 @@ def start(make_settings: Callable[..., ResolvedSettings]) -> Start:
         overrides.setdefault("rate_limit_register_ip", "1000/hour")
         settings = make_settings(**overrides).settings
         app = create_app(settings)
-        async with LifespanManager(app) as manager:
+        async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60) as manager:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url=settings.public_url) as http:
                 site = Site(app.state.ctx, cookieless(http), transport, settings.public_url, [])
