@@ -197,7 +197,7 @@ async def browse(
         if category:
             found = (
                 await store.get_category(conn, int(category))
-                if category.isdigit()
+                if category.isdigit() and len(category) <= 18
                 else await store.category_by_slug(conn, category.strip().lower())
             )
             if found is None:
@@ -341,9 +341,9 @@ async def announce_joined(
 ) -> None:
     """Tell the members (the new one too) who joined, with the presence each may see."""
     async with ctx.db.read() as conn:
-        rows = [r for r in await store.member_rows(conn, room.id) if r.user_id == user_id]
+        row = await store.member_info(conn, room.id, user_id)
         hidden = await store.presence_hidden_to(conn, user_id)
-    if not rows:
+    if row is None:
         return  # left again meanwhile (and that leave's hook ran)
     await roomcast.membership_changed(ctx, room.id, user_id, True)
     shown = await presence.current(ctx, user_id)
@@ -351,10 +351,10 @@ async def announce_joined(
     def data(view: Presence) -> RoomMemberData:
         return RoomMemberData(
             room=room.id,
-            user=rows[0].username,
+            user=row.username,
             action="join",
             role=_role(mine.role),
-            member=_member_public(rows[0], view),
+            member=_member_public(row, view),
             member_count=count,
         )
 

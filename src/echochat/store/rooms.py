@@ -55,6 +55,7 @@ __all__ = [
     "max_message_id",
     "member_count",
     "member_counts",
+    "member_info",
     "member_rows",
     "members_of",
     "membership",
@@ -199,10 +200,14 @@ def _room(mapping: Any) -> RoomRow:
 
 
 async def get_room(conn: AsyncConnection, room_id: int, *, lock: bool = False) -> RoomRow | None:
-    """The room; ``lock`` (in a transaction) holds its row until the commit on PostgreSQL,
-    so membership changes of one room are serialised (SQLite has one writer anyway)."""
+    """The room; ``lock`` (in a transaction) holds its row until the commit on PostgreSQL
+    (``FOR NO KEY UPDATE``: inserts that only reference the room, such as its messages, are
+    not held up), so membership changes of one room are serialised (SQLite has one writer
+    anyway)."""
     if lock:
-        await conn.execute(select(rooms.c.id).where(rooms.c.id == room_id).with_for_update())
+        await conn.execute(
+            select(rooms.c.id).where(rooms.c.id == room_id).with_for_update(key_share=True)
+        )
     row = (await conn.execute(_room_query().where(rooms.c.id == room_id))).first()
     return None if row is None else _room(row._mapping)
 
@@ -362,6 +367,25 @@ async def online_counts(
         for room_id, n in rows:
             out[int(room_id)] = out.get(int(room_id), 0) + int(n)
     return out
+
+
+async def member_info(conn: AsyncConnection, room_id: int, user_id: int) -> MemberInfo | None:
+    """One member with their names (None: not a member)."""
+    row = (
+        await conn.execute(
+            select(
+                room_members.c.user_id,
+                users.c.username,
+                users.c.display_name,
+                room_members.c.role,
+                room_members.c.joined_at,
+                room_members.c.muted_until,
+            )
+            .join(users, users.c.id == room_members.c.user_id)
+            .where(room_members.c.room_id == room_id, room_members.c.user_id == user_id)
+        )
+    ).first()
+    return None if row is None else MemberInfo(**row._mapping)
 
 
 async def member_rows(conn: AsyncConnection, room_id: int) -> list[MemberInfo]:
@@ -689,7 +713,7 @@ async def get_category(
         await conn.execute(
             select(room_categories.c.id)
             .where(room_categories.c.id == category_id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
     row = (await conn.execute(_category_query().where(room_categories.c.id == category_id))).first()
     return None if row is None else CategoryRow(**row._mapping)
