@@ -22,13 +22,11 @@ commits at ~500 a second; the issue's bar is 1,000 DMs a second.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel
@@ -82,7 +80,6 @@ MAX_BATCH = 256  # writes per group commit (64 kept up with ~720 DMs/s; docs/per
 PURGE_BATCH = 1000
 
 ReceiptKind = Literal["delivered", "read"]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -177,19 +174,36 @@ def _loop() -> asyncio.AbstractEventLoop:
 
 
 @dataclass(eq=False)
-class _Job(Generic[T]):
-    """A write of its own (a receipt): ``apply`` inside the batch's transaction, then its
-    ``events`` after the commit."""
+class _Ack:
+    """A receipt: move the reader's ``kind`` watermark for ``to``'s messages to ``upto``.
+    The receipts of a batch are written together (:func:`store.advance_many_txn`): per
+    conversation only the highest ``upto`` of each kind matters."""
 
-    ask: tuple[int, str]  # (me, username) whose peer row ``apply`` receives
-    apply: Callable[[store.Conn, PeerRow | None], T]  # synchronous, in the transaction
-    events: Callable[[T], list[tuple[list[int], BaseModel]]]  # to publish after the commit
-    future: asyncio.Future[T] = field(default_factory=lambda: _loop().create_future())
-    # Jobs of a batch with the same ``merge`` key run once, as the one with the highest
-    # ``rank``; the others get ``follow`` of its result (or its refusal) instead.
-    merge: tuple[Any, ...] | None = None
-    rank: int = 0
-    follow: Callable[[T], T] | None = None
+    principal: Principal
+    to: str  # as asked: stripped, lower-cased
+    kind: ReceiptKind
+    upto: int
+    future: asyncio.Future[int] = field(default_factory=lambda: _loop().create_future())
+
+
+@dataclass(frozen=True)
+class _Receipt:
+    """What an accepted receipt did: the peer, and the conversation's watermarks before
+    and after the batch (None: no conversation yet, nothing to move)."""
+
+    peer: PeerRow
+    moved: store.Moved | None
+
+    def upto(self, kind: ReceiptKind) -> int:
+        if self.moved is None:
+            return 0
+        return self.moved.read if kind == "read" else self.moved.delivered
+
+    def advanced(self, kind: ReceiptKind) -> bool:
+        m = self.moved
+        if m is None:
+            return False
+        return m.read > m.read_before if kind == "read" else m.delivered > m.delivered_before
 
 
 @dataclass(eq=False)
@@ -245,7 +259,7 @@ class _Send:
         )
 
 
-_Item = _Send | _Job[Any]
+_Item = _Send | _Ack
 
 
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:
@@ -262,14 +276,14 @@ class _Writer:
     """Runs queued writes a batch per transaction. The task lives only while there is work,
     so there is nothing to start or stop with the app. A batch costs a handful of
     statements whatever its size: one INSERT for all its messages, one for new
-    conversations, one SELECT for retried client ids, then one statement per receipt."""
+    conversations, one SELECT for retried client ids, and two for all its receipts."""
 
     def __init__(self) -> None:
         self.queue: list[_Item] = []
         self.task: asyncio.Task[None] | None = None
         self.known_pairs: set[tuple[int, int]] = set()  # conversations whose rows exist
 
-    async def submit(self, ctx: Context, item: _Send | _Job[T]) -> Any:
+    async def submit(self, ctx: Context, item: _Item) -> Any:
         self.queue.append(item)
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run(ctx), name="dm-writer")
@@ -308,10 +322,13 @@ class _Writer:
             for item, result in done:
                 if isinstance(result, DomainError):
                     _fail(item.future, result)
+                elif isinstance(item, _Ack):
+                    _resolve(item.future, result.upto(item.kind))
                 else:
                     _resolve(item.future, result)
             await asyncio.sleep(0)  # the senders' `ok` replies go out before the events
             events: list[tuple[list[int], BaseModel]] = []
+            receipts: set[tuple[int, int, str]] = set()  # one dm.receipt per kind and pair
             for item, result in done:
                 if isinstance(result, DomainError):
                     continue
@@ -319,8 +336,20 @@ class _Writer:
                     if not result.duplicate and item.new is not None:
                         users = [item.new.sender_id, item.new.recipient_id]
                         events.append((users, DmMessageEvent(data=result.message)))
-                else:
-                    events += item.events(result)
+                    continue
+                reader, peer = item.principal, result.peer
+                once = (reader.user_id, peer.id, item.kind)
+                if once in receipts or not result.advanced(item.kind):
+                    continue
+                receipts.add(once)
+                data = DmReceiptData(
+                    conv=dm_conv(reader.username, peer.username),
+                    reader=reader.username,
+                    peer=peer.username,
+                    kind=item.kind,
+                    upto=result.upto(item.kind),
+                )
+                events.append(([reader.user_id, peer.id], DmReceiptEvent(data=data)))
             try:
                 await notify.to_users_in_order(ctx, events)
             except Exception:
@@ -330,14 +359,14 @@ class _Writer:
         """One transaction for the batch; per item its result or its refusal (a
         :class:`DomainError`, which leaves the others alone)."""
         sends = [item for item in batch if isinstance(item, _Send)]
-        jobs = [item for item in batch if isinstance(item, _Job)]
+        acks = [item for item in batch if isinstance(item, _Ack)]
         known = self.known_pairs
 
         def step(conn: store.Conn) -> tuple[list[tuple[_Item, Any]], set[tuple[int, int]]]:
             out: list[tuple[_Item, Any]] = []
             accepted: list[_Send] = []
             asks = [(i.principal.user_id, i.to, i.device) for i in sends]
-            asks += [(*job.ask, None) for job in jobs]
+            asks += [(i.principal.user_id, i.to, None) for i in acks]
             checks = store.checks_for(conn, asks, {i.principal.username for i in sends})
             peers, muted = checks.peers, checks.muted_until
             for item, found in zip(sends, peers, strict=False):
@@ -361,30 +390,24 @@ class _Writer:
                     retried.append(item)
             originals = store.by_client_ids(conn, [s.key for s in retried])
             out += [(item, originals[item.key]) for item in retried]
-            leaders: dict[tuple[Any, ...], _Job[Any]] = {}
-            for job in jobs:
-                if job.merge is not None:
-                    lead = leaders.get(job.merge)
-                    if lead is None or job.rank > lead.rank:
-                        leaders[job.merge] = job
-            applied: dict[tuple[Any, ...], Any] = {}
-            followers: list[_Job[Any]] = []
-            for job, found in zip(jobs, peers[len(sends) :], strict=True):
-                if job.merge is not None and leaders[job.merge] is not job:
-                    followers.append(job)
-                    continue
-                value: Any
+            # receipts, after this batch's messages: per conversation the highest of each kind
+            wanted: dict[tuple[int, int], tuple[int, int]] = {}
+            readers: list[tuple[_Ack, PeerRow]] = []
+            for ack, found in zip(acks, peers[len(sends) :], strict=True):
                 try:
-                    value = job.apply(conn, found)
+                    peer = _reachable(ack.principal, found, ack.to)
                 except DomainError as exc:
-                    value = exc
-                out.append((job, value))
-                if job.merge is not None:
-                    applied[job.merge] = value
-            for job in followers:
-                assert job.merge is not None and job.follow is not None
-                value = applied[job.merge]
-                out.append((job, value if isinstance(value, DomainError) else job.follow(value)))
+                    out.append((ack, exc))
+                    continue
+                key = (ack.principal.user_id, peer.id)
+                delivered, read = wanted.get(key, (0, 0))
+                if ack.kind == "read":
+                    read = max(read, ack.upto)
+                wanted[key] = (max(delivered, ack.upto), read)
+                readers.append((ack, peer))
+            moved = store.advance_many_txn(conn, wanted)
+            for ack, peer in readers:
+                out.append((ack, _Receipt(peer, moved.get((ack.principal.user_id, peer.id)))))
             return out, set(new_pairs)
 
         raw, new_pairs = await store.run_write(ctx.db, step)
@@ -577,62 +600,16 @@ async def replay(ctx: Context, principal: Principal, cursor: int | None, page: i
 # --- receipts --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Moved:
-    changed: bool
-    value: int
-    peer_id: int
-    peer: str
-    conv: str
-
-
 async def acknowledge(
     ctx: Context, principal: Principal, username: str, kind: ReceiptKind, upto: int
 ) -> int:
     """Move the user's ``kind`` watermark for ``username``'s messages forward to ``upto``
     (clamped to the peer's newest message; ``read`` implies ``delivered``). Both users'
-    sockets get ``dm.receipt`` when it moved. The watermark after the call."""
-
-    def apply(conn: store.Conn, found: PeerRow | None) -> _Moved:
-        peer = _reachable(principal, found, username)
-        conv = dm_conv(principal.username, peer.username)
-        moved = store.advance_txn(conn, principal.user_id, peer.id, kind, upto)
-        if moved is None:
-            delivered, read = store.watermarks(conn, principal.user_id, peer.id)
-            value = read if kind == "read" else delivered
-        else:
-            value = moved[1] if kind == "read" else moved[0]
-        return _Moved(moved is not None, value, peer.id, peer.username, conv)
-
-    def events(result: _Moved) -> list[tuple[list[int], BaseModel]]:
-        if not result.changed:
-            return []
-        data = DmReceiptData(
-            conv=result.conv,
-            reader=principal.username,
-            peer=result.peer,
-            kind=kind,
-            upto=result.value,
-        )
-        return [([principal.user_id, result.peer_id], DmReceiptEvent(data=data))]
-
-    def follow(leader: _Moved) -> _Moved:
-        # an ack of the same batch with a higher (or equal, earlier) ``upto`` moved the
-        # watermark for both: this one answers the watermark after the batch, no event
-        return dataclasses.replace(leader, changed=False)
-
-    job: _Job[_Moved] = _Job(
-        ask=(principal.user_id, username),
-        apply=apply,
-        events=events,
-        # receipts coalesce per (reader, peer, kind) within a batch: only the highest
-        # ``upto`` matters (watermarks only move forward)
-        merge=("receipt", principal.user_id, username.strip().lower(), kind),
-        rank=upto,
-        follow=follow,
-    )
-    result: _Moved = await _writer(ctx.db).submit(ctx, job)
-    return result.value
+    sockets get ``dm.receipt`` when it moved (one per kind and conversation, however many
+    acks a group commit held). The watermark after the call."""
+    ack = _Ack(principal=principal, to=username.strip().lower(), kind=kind, upto=upto)
+    result: int = await _writer(ctx.db).submit(ctx, ack)
+    return result
 
 
 # --- moderation ----------------------------------------------------------------------------

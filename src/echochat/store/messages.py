@@ -27,13 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Select,
     and_,
     bindparam,
-    case,
     create_engine,
     delete,
     event,
@@ -59,9 +58,10 @@ __all__ = [
     "Conn",
     "ConversationRow",
     "MessageRow",
+    "Moved",
     "NewMessage",
     "PeerRow",
-    "advance_txn",
+    "advance_many_txn",
     "by_client_ids",
     "checks_for",
     "conversations",
@@ -72,7 +72,6 @@ __all__ = [
     "newest_id",
     "offline_counts",
     "peer_for",
-    "peers_for",
     "purge_before_txn",
     "replay",
     "run_read",
@@ -213,14 +212,9 @@ def checks_for(
     return Checks(out, muted)
 
 
-def peers_for(conn: Connection, asks: list[tuple[int, str, str | None]]) -> list[PeerRow | None]:
-    """The peers of :func:`checks_for`."""
-    return checks_for(conn, asks).peers
-
-
 def peer_for(conn: Connection, me: int, username: str, device_id: str | None) -> PeerRow | None:
-    """One :func:`peers_for`."""
-    return peers_for(conn, [(me, username, device_id)])[0]
+    """One peer of :func:`checks_for`."""
+    return checks_for(conn, [(me, username, device_id)]).peers[0]
 
 
 # --- running the hot path ----------------------------------------------------------------------
@@ -506,57 +500,86 @@ def watermarks(conn: Connection, user_id: int, peer_id: int) -> tuple[int, int]:
     return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 
-def _at_least(column: Any, value: Any) -> Any:
-    return case((column < value, value), else_=column)
+@dataclass(frozen=True)
+class Moved:
+    """One conversation's watermarks (``user``'s for ``peer``'s messages) before and after
+    :func:`advance_many_txn`."""
+
+    delivered_before: int
+    read_before: int
+    delivered: int
+    read: int
 
 
-def _advance(kind: Literal["delivered", "read"]) -> Any:
-    peer = bindparam("peer", type_=dm_watermarks.c.peer_id.type)
-    upto = bindparam("upto", type_=dm_watermarks.c.read_upto.type)
-    # the peer's newest message: walk the conversation's index down from its newest entry
-    # to the first from the peer (``max()`` with that filter would read the whole index)
-    newest = func.coalesce(
-        select(messages.c.id)
-        .where(messages.c.conv == dm_watermarks.c.conv, messages.c.sender_id == peer)
-        .order_by(messages.c.id.desc())
-        .limit(1)
-        .scalar_subquery(),
-        0,
+# The watermark rows asked for with, per row, the peer's newest message in the
+# conversation: the conversation's index walked down from its newest entry to the first
+# from the peer (``max()`` with that filter would read the whole index). Locked on
+# PostgreSQL until the commit (SQLite: the batch holds the database's write lock).
+_NEWEST_FROM_PEER = (
+    select(messages.c.id)
+    .where(messages.c.conv == dm_watermarks.c.conv, messages.c.sender_id == dm_watermarks.c.peer_id)
+    .order_by(messages.c.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_MARKS_AMONG = (
+    select(
+        dm_watermarks.c.user_id,
+        dm_watermarks.c.peer_id,
+        dm_watermarks.c.delivered_upto,
+        dm_watermarks.c.read_upto,
+        func.coalesce(_NEWEST_FROM_PEER, 0),
     )
-    target = case((newest < upto, newest), else_=upto)
-    where = [dm_watermarks.c.user_id == bindparam("user"), dm_watermarks.c.peer_id == peer]
-    if kind == "read":
-        values = {
-            "read_upto": target,
-            "delivered_upto": _at_least(dm_watermarks.c.delivered_upto, target),
-        }
-        where.append(dm_watermarks.c.read_upto < target)
-    else:
-        values = {"delivered_upto": target}
-        where.append(dm_watermarks.c.delivered_upto < target)
-    return (
-        update(dm_watermarks)
-        .where(*where)
-        .values(**values)
-        .returning(dm_watermarks.c.delivered_upto, dm_watermarks.c.read_upto)
+    .where(
+        tuple_(dm_watermarks.c.user_id, dm_watermarks.c.peer_id).in_(
+            bindparam("pairs", expanding=True)
+        )
     )
+    .order_by(dm_watermarks.c.user_id, dm_watermarks.c.peer_id)
+    .with_for_update(of=dm_watermarks)
+)
+_SET_MARKS = (
+    update(dm_watermarks)
+    .where(
+        dm_watermarks.c.user_id == bindparam("b_user"),
+        dm_watermarks.c.peer_id == bindparam("b_peer"),
+    )
+    .values(delivered_upto=bindparam("b_delivered"), read_upto=bindparam("b_read"))
+)
 
 
-_ADVANCE = {"delivered": _advance("delivered"), "read": _advance("read")}
-
-
-def advance_txn(
-    conn: Connection,
-    user_id: int,
-    peer_id: int,
-    kind: Literal["delivered", "read"],
-    upto: int,
-) -> tuple[int, int] | None:
-    """Move ``user_id``'s watermark for ``peer_id``'s messages forward to ``upto``, clamped
-    to the peer's newest message in the conversation (``read`` also moves ``delivered``),
-    in one statement; the new (delivered_upto, read_upto), or None if nothing moved."""
-    row = conn.execute(_ADVANCE[kind], {"user": user_id, "peer": peer_id, "upto": upto}).first()
-    return None if row is None else (int(row[0]), int(row[1]))
+def advance_many_txn(
+    conn: Connection, asks: dict[tuple[int, int], tuple[int, int]]
+) -> dict[tuple[int, int], Moved]:
+    """Receipts of a whole batch in two statements: for each (user, peer) -> (delivered,
+    read), move ``user``'s watermarks for ``peer``'s messages forward to those values
+    (0: not asked), each clamped to the peer's newest message in the conversation; ``read``
+    also moves ``delivered``, and nothing ever moves back. Per conversation that has
+    watermark rows, the values before and after; the rows that changed are written with
+    one executemany."""
+    if not asks:
+        return {}
+    out: dict[tuple[int, int], Moved] = {}
+    changed: list[dict[str, int]] = []
+    for user, peer, delivered, read, newest in conn.execute(_MARKS_AMONG, {"pairs": sorted(asks)}):
+        key = (int(user), int(peer))
+        want_delivered, want_read = asks[key]
+        newest = int(newest)
+        new_read = max(int(read), min(want_read, newest))
+        new_delivered = max(int(delivered), min(want_delivered, newest), new_read)
+        out[key] = Moved(int(delivered), int(read), new_delivered, new_read)
+        if (new_delivered, new_read) != (delivered, read):
+            changed.append(
+                {
+                    "b_user": key[0],
+                    "b_peer": key[1],
+                    "b_delivered": new_delivered,
+                    "b_read": new_read,
+                }
+            )
+    if changed:
+        conn.execute(_SET_MARKS, changed)
+    return out
 
 
 # --- conversations ---------------------------------------------------------------------------
