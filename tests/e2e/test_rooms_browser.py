@@ -329,22 +329,23 @@ async def test_rooms_groups_and_moderation(
     await expect(carol.room_item("Book club")).to_be_visible()
     await carol.page.screenshot(path=output_dir / "narrow-rooms-list.png")
 
-    # The owner kicks Carol out of the group: it closes for her and says why.
+    # The owner bans Carol from the group: it closes for her and says why.
     await carol.room_item("Book club").click()
     await carol.expect_open("Book club")
     await alice.room_item("Book club").click()
     await alice.expect_open("Book club")
     menu = await alice.member_menu("carol")
-    await menu.get_by_role("menuitem", name="Kick out…").click()
-    await (
-        alice.page.get_by_role("dialog", name="Kick out")
-        .get_by_role("button", name="Kick out")
-        .click()
-    )
+    await menu.get_by_role("menuitem", name="Ban…").click()
+    ban = alice.page.get_by_role("dialog", name="Ban from the room")
+    await ban.get_by_label("Reason").fill("Spoilers, again")
+    await ban.get_by_label("For how long").select_option(label="1 day")
+    await alice.page.screenshot(path=output_dir / "ban-dialog.png")
+    await ban.get_by_role("button", name="Ban").click()
+    await expect(ban).to_be_hidden()
     await expect(alice.member("carol")).to_have_count(0)
     await expect(carol.pane).to_be_hidden()
     await expect(carol.room_item("Book club")).to_have_count(0)
-    await expect(carol.status).to_have_text("You were removed from Book club by a moderator.")
+    await expect(carol.status).to_have_text("You were banned from Book club.")
 
     await alice.page.screenshot(path=output_dir / "group-owner.png")
     await bob.page.screenshot(path=output_dir / "group-bob.png")
