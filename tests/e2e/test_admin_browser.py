@@ -179,6 +179,16 @@ async def test_admin_panel_journey(
     await expect(panel.locator("#admin-set-room-capacity-error")).to_be_visible()
     await shoot(page, output_dir / "tab-settings-error.png")
     await panel.get_by_label("Room capacity").fill("500")
+    # The page cannot know every rate the server accepts: the server's refusal goes next to
+    # the field too, and nothing is saved (all or nothing).
+    rate = panel.get_by_label("Direct messages per account")
+    configured = await rate.input_value()
+    await rate.fill("5/fortnight")
+    alice.problems.expect_refusal("/api/v1/admin/settings", 422)
+    await panel.get_by_role("button", name="Save settings").click()
+    await expect(panel.locator("#admin-set-rl-dm-error")).to_be_visible()
+    await expect(panel.locator("#admin-set-room-capacity-error")).to_be_hidden()
+    await rate.fill(configured)
     await panel.get_by_role("button", name="Save settings").click()
     await expect(panel.locator("#admin-settings-status")).to_contain_text("Saved 2 settings")
     await shoot(page, output_dir / "tab-settings.png")

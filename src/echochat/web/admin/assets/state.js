@@ -449,7 +449,7 @@ export function reportTarget(report) {
   }
   const room = report.message?.room_name;
   const where = report.kind === "room_message" && room ? ` in ${room}` : "";
-  return `${name ? `a message from ${name}` : "a message"}${where}`;
+  return `${name ? `A message from ${name}` : "A message"}${where}`;
 }
 
 /**

@@ -64,7 +64,14 @@ export class ReportsTab {
     ]);
     if (report.excerpt) {
       body.append(el("blockquote", { className: "admin-report__excerpt", text: report.excerpt }));
-      if (report.excerpt_matches !== null && report.excerpt_matches !== undefined) {
+      if (report.kind === "dm") {
+        body.append(
+          el("p", {
+            className: "admin-report__none",
+            text: "As the reporter copied it: a private message is encrypted, so it cannot be checked.",
+          }),
+        );
+      } else if (report.excerpt_matches !== null && report.excerpt_matches !== undefined) {
         body.append(
           el("p", {
             className: "admin-report__none",
