@@ -274,6 +274,15 @@ def test_smtp_starttls_the_server_does_not_offer(
     assert any("smtp_security" in step for step in next_steps(output))
 
 
+def test_smtp_tls_against_a_plain_server(
+    admin_db: Path, smtp_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    smtp_env(monkeypatch, smtp_port, "tls")
+    output = invoke(admin_db, "doctor", code=1)
+    assert "TLS failed" in check_line(output, "email")
+    assert any("'tls' for port 465" in step for step in next_steps(output))
+
+
 def test_smtp_nobody_listening(admin_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()
     smtp_env(monkeypatch, port, "none")
