@@ -334,6 +334,13 @@ async def test_rooms_groups_and_moderation(
     await carol.expect_open("Book club")
     await alice.room_item("Book club").click()
     await alice.expect_open("Book club")
+    # The owner changes the topic: everyone in the group sees it.
+    await alice.pane.get_by_role("button", name="Room menu").click()
+    await alice.page.get_by_role("menuitem", name="Name and topic…").click()
+    edit = alice.page.get_by_role("dialog", name="Name and topic")
+    await edit.get_by_label("Topic").fill("Novels and short stories")
+    await edit.get_by_role("button", name="Save").click()
+    await expect(bob.pane.locator("#room-topic")).to_have_text("Novels and short stories")
     menu = await alice.member_menu("carol")
     await menu.get_by_role("menuitem", name="Ban…").click()
     ban = alice.page.get_by_role("dialog", name="Ban from the room")
@@ -346,6 +353,20 @@ async def test_rooms_groups_and_moderation(
     await expect(carol.pane).to_be_hidden()
     await expect(carol.room_item("Book club")).to_have_count(0)
     await expect(carol.status).to_have_text("You were banned from Book club.")
+
+    # Bob leaves the public room from its menu.
+    await bob.room_item("Python").click()
+    await bob.expect_open("Python")
+    await bob.pane.get_by_role("button", name="Room menu").click()
+    await bob.page.get_by_role("menuitem", name="Leave room").click()
+    await (
+        bob.page.get_by_role("dialog", name="Leave room")
+        .get_by_role("button", name="Leave")
+        .click()
+    )
+    await expect(bob.pane).to_be_hidden()
+    await expect(bob.room_item("Python")).to_have_count(0)
+    await expect(bob.status).to_have_text("You left Python.")
 
     await alice.page.screenshot(path=output_dir / "group-owner.png")
     await bob.page.screenshot(path=output_dir / "group-bob.png")

@@ -70,10 +70,13 @@ export class RoomDialogs {
     this.inviteRoom = null;
     /** @type {{room: number, username: string} | null} */
     this.banning = null;
+    /** @type {number | null} the room of the name-and-topic dialog */
+    this.editing = null;
     this.bindBrowser();
     this.bindCreate();
     this.bindInvite();
     this.bindBan();
+    this.bindEdit();
   }
 
   // --- the room browser ------------------------------------------------------------------------
@@ -299,6 +302,37 @@ export class RoomDialogs {
     form.reset();
     setStatus(byId("invite-status", HTMLElement), "");
     openDialog(byId("invite-dialog", HTMLDialogElement));
+  }
+
+  // --- name and topic ------------------------------------------------------------------------------
+
+  bindEdit() {
+    const dialog = byId("room-edit-dialog", HTMLDialogElement);
+    const form = byId("room-edit-form", HTMLFormElement);
+    bindForm(form, async ({ name, topic }) => {
+      const room = this.editing;
+      if (room === null) {
+        return;
+      }
+      const answer = await net.updateRoom(room, { name: name.trim(), topic: topic.trim() });
+      this.rooms.onUpdate({ action: "changed", room: answer });
+      dialog.close();
+    });
+  }
+
+  /** @param {number} room */
+  openEdit(room) {
+    const info = this.rooms.rooms.get(room);
+    if (!info) {
+      return;
+    }
+    this.editing = room;
+    const form = byId("room-edit-form", HTMLFormElement);
+    form.reset();
+    byId("room-edit-name", HTMLInputElement).value = info.name;
+    byId("room-edit-topic", HTMLInputElement).value = info.topic;
+    setStatus(byId("room-edit-status", HTMLElement), "");
+    openDialog(byId("room-edit-dialog", HTMLDialogElement));
   }
 
   // --- ban ------------------------------------------------------------------------------------------

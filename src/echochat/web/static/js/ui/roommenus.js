@@ -120,6 +120,9 @@ export function roomMenus(deps) {
     if (group) {
       items.push({ label: "Invite a buddy…", command: "invite", run: () => dialogs.openInvite(info.id) });
     }
+    if (staff || info.role === "owner" || info.role === "moderator") {
+      items.push({ label: "Name and topic…", command: "edit", run: () => dialogs.openEdit(info.id) });
+    }
     items.push(
       {
         label: membersOpen ? "Hide members" : "Show members",
