@@ -223,6 +223,26 @@ async def test_member_lists_show_presence_as_each_viewer_may_see_it(
     )
 
 
+async def test_a_join_shows_the_newcomer_online_only_to_those_who_may_see_it(
+    site: RoomSite, alice: User, bob: User, carol: User
+) -> None:
+    lobby = await site.lobby(alice)
+    for user in (bob, carol):
+        await site.ok("POST", f"/rooms/{lobby['id']}/join", user)
+    await site.ok("POST", "/blocks", carol, {"username": "alice"}, status=204)
+    await presence.process_heartbeat(site.ctx, "test-proc", 60)
+    await presence.device_online(
+        site.ctx, process_id="test-proc", conn_id="a1", user_id=alice.id, username="alice"
+    )
+    await site.events(bob), await site.events(carol)
+    await site.ok("POST", f"/rooms/{lobby['id']}/join", alice)
+    seen: dict[str, str] = {}
+    for who in (alice, bob, carol):
+        (event,) = await site.events(who)
+        seen[who.username] = event["member"]["state"]
+    assert seen == {"alice": "online", "bob": "online", "carol": "offline"}
+
+
 async def test_room_details_and_my_rooms(site: RoomSite, alice: User, bob: User) -> None:
     lobby = await site.lobby(alice)
     outside = await site.ok("GET", f"/rooms/{lobby['id']}", alice)

@@ -100,6 +100,7 @@ async def test_the_owner_appoints_and_demotes_moderators(cast: Cast) -> None:
             "moderator",
             "alice",
         )
+        assert (event["member"]["username"], event["member"]["role"]) == ("carol", "moderator")
     await site.ok("PATCH", f"/rooms/{gid}/members/carol", cast.alice, {"role": "member"})
     members = (await site.ok("GET", f"/rooms/{gid}/members", cast.dave))["members"]
     assert [(m["username"], m["role"]) for m in members] == [
@@ -170,6 +171,7 @@ async def test_mute_for_a_time_and_lift_it(cast: Cast) -> None:
         (event,) = await site.events(who)
         assert (event["action"], event["user"], event["by"]) == ("mute", "carol", "bob")
         assert event["muted_until"] == answer["muted_until"]
+        assert event["member"]["muted_until"] == answer["muted_until"]
     members = {
         m["username"]: m
         for m in (await site.ok("GET", f"/rooms/{gid}/members", cast.dave))["members"]

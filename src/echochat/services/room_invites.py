@@ -144,7 +144,7 @@ async def accept(ctx: Context, principal: Principal, invite_id: int) -> RoomDeta
     await notify.to_users(ctx, sorted({row.to_user, row.from_user}), event)
     if already is None:
         await rooms_service.announce_joined(
-            ctx, room, principal.user_id, recipients, mine, count=len(recipients)
+            ctx, room, principal.user_id, recipients, count=len(recipients)
         )
     return await rooms_service.get(ctx, principal, room.id)
 

@@ -111,15 +111,15 @@ async def mute(
         action = "room.mute" if until else "room.unmute"
         await _audit(conn, principal, action, room, target_name, ip, minutes=minutes)
         recipients = await store.members_of(conn, room_id)
-    data = RoomMemberData(
-        room=room_id,
-        user=target_name,
+    await rooms_service.announce_with_member(
+        ctx,
+        room_id,
+        target_id,
+        recipients,
         action="mute",
+        count=len(recipients),
         by=principal.username,
-        muted_until=rooms_service.iso(until),
-        member_count=len(recipients),
     )
-    await rooms_service.announce_member(ctx, recipients, data)
     return until
 
 

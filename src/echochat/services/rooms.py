@@ -47,6 +47,7 @@ __all__ = [
     "announce_member",
     "announce_removed",
     "announce_update",
+    "announce_with_member",
     "browse",
     "capacity",
     "categories",
@@ -326,35 +327,53 @@ async def create_group(
         room = await store.get_room(conn, room_id)
         mine = await store.membership(conn, room_id, principal.user_id)
     assert room is not None and mine is not None
-    await announce_joined(ctx, room, principal.user_id, [principal.user_id], mine, count=1)
+    await announce_joined(ctx, room, principal.user_id, [principal.user_id], count=1)
     return _detail(ctx, room, 1, mine)
 
 
 async def announce_joined(
-    ctx: Context,
-    room: RoomRow,
-    user_id: int,
-    recipients: list[int],
-    mine: MemberRow,
-    *,
-    count: int,
+    ctx: Context, room: RoomRow, user_id: int, recipients: list[int], *, count: int
 ) -> None:
-    """Tell the members (the new one too) who joined, with the presence each may see."""
+    """The newcomer's sockets start getting the room on every process, then the members
+    (the newcomer too) are told who joined."""
     async with ctx.db.read() as conn:
-        row = await store.member_info(conn, room.id, user_id)
-        hidden = await store.presence_hidden_to(conn, user_id)
-    if row is None:
+        still = await store.membership(conn, room.id, user_id)
+    if still is None:
         return  # left again meanwhile (and that leave's hook ran)
     await roomcast.membership_changed(ctx, room.id, user_id, True)
+    await announce_with_member(ctx, room.id, user_id, recipients, action="join", count=count)
+
+
+async def announce_with_member(
+    ctx: Context,
+    room_id: int,
+    user_id: int,
+    recipients: list[int],
+    *,
+    action: MemberAction,
+    count: int,
+    by: str | None = None,
+) -> None:
+    """``room.member`` about ``user_id`` carrying their Member as it is now (role, mute and
+    presence): those who may not see the member's presence (stealth, blocks) get the same
+    event with the member offline."""
+    async with ctx.db.read() as conn:
+        row = await store.member_info(conn, room_id, user_id)
+        hidden = await store.presence_hidden_to(conn, user_id)
+    if row is None:
+        return
     shown = await presence.current(ctx, user_id)
 
     def data(view: Presence) -> RoomMemberData:
+        member = _member_public(row, view)
         return RoomMemberData(
-            room=room.id,
+            room=room_id,
             user=row.username,
-            action="join",
-            role=_role(mine.role),
-            member=_member_public(row, view),
+            action=action,
+            by=by,
+            role=member.role,
+            muted_until=member.muted_until,
+            member=member,
             member_count=count,
         )
 
@@ -388,7 +407,7 @@ async def join(ctx: Context, principal: Principal, room_id: int) -> RoomDetail:
         mine = await store.membership(conn, room_id, principal.user_id)
         recipients = await store.members_of(conn, room_id)
     assert mine is not None
-    await announce_joined(ctx, room, principal.user_id, recipients, mine, count=len(recipients))
+    await announce_joined(ctx, room, principal.user_id, recipients, count=len(recipients))
     return _detail(ctx, room, len(recipients), mine)
 
 
@@ -556,31 +575,13 @@ async def transfer(
         mine = await store.membership(conn, room_id, principal.user_id)
     assert new is not None
     count = len(recipients)
-    if old_owner is not None and room.owner_username is not None:
-        await _role_changed(ctx, room_id, recipients, room.owner_username, "moderator", principal)
-    await _role_changed(ctx, room_id, recipients, target_name, "owner", principal)
+    for changed in (old_owner, target_id):
+        if changed is not None:
+            await announce_with_member(
+                ctx, room_id, changed, recipients, action="role", count=count, by=principal.username
+            )
     await announce_update(ctx, recipients, room_public(ctx, new, count))
     return _detail(ctx, new, count, mine)
-
-
-async def _role_changed(
-    ctx: Context,
-    room_id: int,
-    recipients: list[int],
-    username: str,
-    role: str,
-    by: Principal,
-    action: MemberAction = "role",
-) -> None:
-    data = RoomMemberData(
-        room=room_id,
-        user=username,
-        action=action,
-        by=by.username,
-        role=_role(role),
-        member_count=len(recipients),
-    )
-    await announce_member(ctx, recipients, data)
 
 
 async def set_role(
@@ -615,5 +616,13 @@ async def set_role(
             details={"room": room.id, "room_name": room.name, "role": role, "was": theirs.role},
         )
         recipients = await store.members_of(conn, room_id)
-    await _role_changed(ctx, room_id, recipients, target_name, role, principal)
+    await announce_with_member(
+        ctx,
+        room_id,
+        target_id,
+        recipients,
+        action="role",
+        count=len(recipients),
+        by=principal.username,
+    )
     return role
