@@ -62,6 +62,37 @@ async def shoot(page: Page, path: Path) -> None:
     await page.screenshot(path=path)
 
 
+# The pure parts, run in the admin's page (state.js is served to admins only).
+PURE_CHECKS = """
+async () => {
+  const s = await import("/admin/assets/state.js");
+  const r = await import("/static/js/ui/report.js");
+  const out = {};
+  out.moderator = s.visibleTabs(["admin:basic", "reports:review", "rooms:manage"]);
+  out.nobody = s.visibleTabs([]);
+  out.audit = [s.auditQuery({ action: " user.ban ", actor: "", target: "carol" }),
+               s.auditQuery({}, { before: 42, limit: 50 }), s.auditQuery({})];
+  const current = s.normalizeSettings({ settings: [
+    { name: "registration_open", kind: "bool", value: true },
+    { name: "room_capacity", kind: "int", value: 1000, minimum: 2, maximum: 100000 },
+    { name: "rate_limit_dm_account", kind: "rate", value: "200/10seconds" },
+    { name: "gif_api_key", kind: "secret", value: null, is_set: true },
+  ] });
+  out.unchanged = s.settingsChanges(current, { registration_open: "on", room_capacity: "1000",
+    rate_limit_dm_account: "200/10seconds", gif_api_key: "" });
+  out.changed = s.settingsChanges(current, { room_capacity: "2000",
+    rate_limit_dm_account: "10 per minute", gif_api_key: "new-key" });
+  out.refused = s.settingsChanges(current, { registration_open: "on", room_capacity: "1e3",
+    rate_limit_dm_account: "often", gif_api_key: "" }).problems.map((p) => p.field);
+  const dm = { kind: "dm", username: "carol", messageId: 7, text: "secret words" };
+  out.bodies = [r.reportBody(dm, " spam ", false), r.reportBody(dm, "spam", true),
+                r.reportBody({ kind: "user", username: "carol", text: "x" }, "rude", true)];
+  out.empty = s.barChart([], { width: 200, height: 100 }).bars.length;
+  return out;
+}
+"""
+
+
 async def test_admin_panel_journey(
     shared_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
@@ -225,6 +256,28 @@ async def test_admin_panel_journey(
     await shoot(page, output_dir / "narrow-users.png")
     await open_tab(page, "Settings")
     await shoot(page, output_dir / "narrow-settings.png")
+
+    pure = await page.evaluate(PURE_CHECKS)
+    assert pure["moderator"] == ["dashboard", "rooms", "reports"]
+    assert pure["nobody"] == []
+    assert pure["audit"] == ["?action=user.ban&target=carol", "?before=42&limit=50", ""]
+    assert pure["unchanged"] == {"changes": {}, "problems": []}
+    assert pure["changed"] == {
+        "changes": {
+            "registration_open": False,
+            "room_capacity": 2000,
+            "rate_limit_dm_account": "10 per minute",
+            "gif_api_key": "new-key",
+        },
+        "problems": [],
+    }
+    assert pure["refused"] == ["room_capacity", "rate_limit_dm_account"]
+    assert pure["bodies"] == [
+        {"kind": "dm", "reason": "spam", "message_id": 7},  # no excerpt unless chosen
+        {"kind": "dm", "reason": "spam", "message_id": 7, "excerpt": "secret words"},
+        {"kind": "user", "reason": "rude", "username": "carol"},
+    ]
+    assert pure["empty"] == 0
 
     for chat in (alice, bob, carol):
         await chat.problems.assert_clean()
