@@ -37,9 +37,7 @@ from echochat.domain.events import (
     BuzzData,
     BuzzEvent,
     DmMessage,
-    DmMessageEvent,
     DmReceiptData,
-    DmReceiptEvent,
     OfflineSender,
     OfflineSummaryData,
     OfflineSummaryEvent,
@@ -86,6 +84,7 @@ ReceiptKind = Literal["delivered", "read"]
 class Sent:
     message: DmMessage
     duplicate: bool
+    frame: bytes = b""  # a new message's ``dm.message`` event frame, ready to publish
 
 
 @dataclass(frozen=True)
@@ -218,6 +217,7 @@ class _Send:
     shape_error: InvalidInput | None
     envelope: str  # the JSON text stored
     created_at: datetime
+    received: dict[str, Any] | None  # the envelope as received (a JSON object), if it was one
     future: asyncio.Future[Sent] = field(default_factory=lambda: _loop().create_future())
     new: NewMessage | None = None  # once accepted
     recipient: str = ""
@@ -327,7 +327,7 @@ class _Writer:
                 else:
                     _resolve(item.future, result)
             await asyncio.sleep(0)  # the senders' `ok` replies go out before the events
-            events: list[tuple[list[int], BaseModel]] = []
+            events: list[tuple[list[int], BaseModel | bytes]] = []
             receipts: set[tuple[int, int, str]] = set()  # one dm.receipt per kind and pair
             for item, result in done:
                 if isinstance(result, DomainError):
@@ -335,21 +335,21 @@ class _Writer:
                 if isinstance(item, _Send):
                     if not result.duplicate and item.new is not None:
                         users = [item.new.sender_id, item.new.recipient_id]
-                        events.append((users, DmMessageEvent(data=result.message)))
+                        events.append((users, result.frame))
                     continue
                 reader, peer = item.principal, result.peer
                 once = (reader.user_id, peer.id, item.kind)
                 if once in receipts or not result.advanced(item.kind):
                     continue
                 receipts.add(once)
-                data = DmReceiptData(
+                data = DmReceiptData.model_construct(
                     conv=dm_conv(reader.username, peer.username),
                     reader=reader.username,
                     peer=peer.username,
                     kind=item.kind,
                     upto=result.upto(item.kind),
                 )
-                events.append(([reader.user_id, peer.id], DmReceiptEvent(data=data)))
+                events.append(([reader.user_id, peer.id], _receipt_frame(data)))
             try:
                 await notify.to_users_in_order(ctx, events)
             except Exception:
@@ -416,7 +416,8 @@ class _Writer:
         for item, value in raw:
             if isinstance(item, _Send) and not isinstance(value, DomainError):
                 if isinstance(value, int):
-                    value = Sent(_fresh(item, value), duplicate=False)
+                    message, frame = _fresh(item, value)
+                    value = Sent(message, duplicate=False, frame=frame)
                 else:
                     value = Sent(public(value), duplicate=True)
             results.append((item, value))
@@ -430,19 +431,30 @@ class _Writer:
         return results
 
 
-def _fresh(item: _Send, message_id: int) -> DmMessage:
+def _fresh(item: _Send, message_id: int) -> tuple[DmMessage, bytes]:
+    """The Message of a message just stored, and its ``dm.message`` event frame, built
+    without a round of validation or a re-parse of the envelope (the hot path: the values
+    were checked before they were stored; the frame embeds the stored envelope text)."""
     new = item.new
     assert new is not None
-    return DmMessage(
-        id=message_id,
-        conv=new.conv,
-        sender=item.principal.username,
-        recipient=item.recipient,
-        sender_device=new.sender_device,
-        client_id=new.client_id,
-        created_at=_iso(new.created_at),
-        envelope=orjson.loads(new.envelope),
-    )
+    fields: dict[str, Any] = {
+        "id": message_id,
+        "conv": new.conv,
+        "sender": item.principal.username,
+        "recipient": item.recipient,
+        "sender_device": new.sender_device,
+        "client_id": new.client_id,
+        "created_at": _iso(new.created_at),
+    }
+    envelope = item.received if item.received is not None else orjson.loads(new.envelope)
+    message = DmMessage.model_construct(**fields, envelope=envelope)
+    data = {**fields, "envelope": orjson.Fragment(new.envelope)}
+    return message, orjson.dumps({"op": "ev", "type": "dm.message", "data": data})
+
+
+def _receipt_frame(data: DmReceiptData) -> bytes:
+    """A ``dm.receipt`` event frame (as :func:`notify.event_frame` would make it)."""
+    return orjson.dumps({"op": "ev", "type": "dm.receipt", "data": data.__dict__})
 
 
 _writers: weakref.WeakKeyDictionary[Database, _Writer] = weakref.WeakKeyDictionary()
@@ -505,6 +517,7 @@ async def send(ctx: Context, principal: Principal, to: str, envelope: object) ->
         shape_error=shape_error,
         envelope=orjson.dumps(envelope).decode() if parts else "",
         created_at=ctx.clock(),
+        received=envelope if type(envelope) is dict else None,
     )
     sent: Sent = await _writer(ctx.db).submit(ctx, item)
     return sent

@@ -48,15 +48,16 @@ async def to_users(ctx: Context, user_ids: list[int], event: BaseModel) -> None:
 
 
 async def to_users_in_order(
-    ctx: Context, events: list[tuple[list[int], BaseModel]], *, concurrency: int = 8
+    ctx: Context, events: list[tuple[list[int], BaseModel | bytes]], *, concurrency: int = 8
 ) -> None:
-    """Several events, each to its users (serialised once each): every user's channel gets
-    its events in the given order; up to ``concurrency`` channels are published at once
-    (on Redis, round trips overlap instead of adding up). A channel that fails does not
-    stop the others; the first failure is raised at the end."""
+    """Several events, each to its users (serialised once each; ``bytes`` is a frame
+    already made, as :func:`event_frame` makes them): every user's channel gets its events
+    in the given order; up to ``concurrency`` channels are published at once (on Redis,
+    round trips overlap instead of adding up). A channel that fails does not stop the
+    others; the first failure is raised at the end."""
     by_user: dict[int, list[bytes]] = {}
     for user_ids, event in events:
-        frame = b"E" + event_frame(event)
+        frame = b"E" + (event if isinstance(event, bytes) else event_frame(event))
         for user_id in user_ids:
             by_user.setdefault(user_id, []).append(frame)
     pending = list(by_user.items())
