@@ -234,10 +234,23 @@ async def test_admin_panel_journey(
     # --- rooms and the audit log ---------------------------------------------------------------
     await open_tab(page, "Rooms")
     await expect(panel.locator("#admin-category-list li")).not_to_have_count(0)
+    await panel.get_by_label("New category").fill("Staff corner")
+    await panel.get_by_role("button", name="Add", exact=True).click()
+    await expect(panel.locator("#admin-rooms-status")).to_contain_text("Staff corner")
+    room_form = panel.locator("#admin-room-form")
+    await room_form.get_by_label("Name").fill("Announcements")
+    await room_form.get_by_label("Category").select_option(label="Staff corner")
+    await room_form.get_by_role("button", name="Create room").click()
+    room = panel.locator("#admin-room-list li", has_text="Announcements")
+    await expect(room).to_contain_text("Staff corner")
     await shoot(page, output_dir / "tab-rooms.png")
+    await room.get_by_role("button", name="Delete Announcements").click()
+    await page.locator("#confirm-dialog").get_by_role("button", name="Delete").click()
+    await expect(room).to_have_count(0)
     await open_tab(page, "Audit log")
     rows = panel.locator("#admin-audit-rows tr")
     await expect(rows.filter(has_text="user.ban")).to_have_count(1)
+    await expect(rows.filter(has_text="Announcements")).not_to_have_count(0)
     await expect(rows.filter(has_text="settings.update")).to_have_count(2)
     await expect(panel.locator("#admin-audit-csv")).to_have_attribute(
         "href", "/api/v1/admin/audit.csv"

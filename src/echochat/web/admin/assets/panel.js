@@ -10,9 +10,8 @@
  * use; the permissions in `data-permissions` are checked again here (state.js).
  */
 
+import { askConfirm as confirm } from "/static/js/ui/dialogs.js";
 import { extendMenu } from "/static/js/ui/menubar.js";
-import { openDialog } from "/static/js/ui/modal.js";
-import { byId } from "/static/js/ui/dom.js";
 import { AdminFrame } from "./frame.js";
 import { TABS, visibleTabs } from "./state.js";
 import { AuditTab } from "./tabs/audit.js";
@@ -23,23 +22,6 @@ import { SettingsTab } from "./tabs/settings.js";
 import { UsersTab } from "./tabs/users.js";
 
 const TAB_KEY = "echochat.admin.tab";
-
-/**
- * Ask a yes/no question in the page's confirmation dialog (_buddy_dialogs.html).
- * @param {{title: string, text: string, ok: string}} question
- * @returns {Promise<boolean>}
- */
-function confirm(question) {
-  const dialog = byId("confirm-dialog", HTMLDialogElement);
-  byId("confirm-title", HTMLElement).textContent = question.title;
-  byId("confirm-text", HTMLElement).textContent = question.text;
-  byId("confirm-ok", HTMLButtonElement).textContent = question.ok;
-  dialog.returnValue = "";
-  openDialog(dialog, byId("confirm-cancel", HTMLButtonElement));
-  return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
-  });
-}
 
 /**
  * @param {string} name

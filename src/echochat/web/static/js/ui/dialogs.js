@@ -29,6 +29,24 @@ import { RequestsDialog } from "./requests.js";
  * @property {(username: string) => Promise<void>} unblock
  */
 
+/**
+ * Ask a yes/no question in the page's confirmation dialog; resolves true for OK. (Also used
+ * by modules outside the buddy list, e.g. the admin panel.)
+ * @param {{title: string, text: string, ok: string}} question
+ * @returns {Promise<boolean>}
+ */
+export function askConfirm(question) {
+  const dialog = byId("confirm-dialog", HTMLDialogElement);
+  byId("confirm-title", HTMLElement).textContent = question.title;
+  byId("confirm-text", HTMLElement).textContent = question.text;
+  byId("confirm-ok", HTMLButtonElement).textContent = question.ok;
+  dialog.returnValue = "";
+  openDialog(dialog, byId("confirm-cancel", HTMLButtonElement));
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
+
 export class Dialogs {
   /**
    * @param {{store: BuddyStore, actions: Actions, notify: (message: string, tone?: "info" | "error" | "success") => void}} deps
@@ -40,7 +58,6 @@ export class Dialogs {
     this.add = byId("add-buddy-dialog", HTMLDialogElement);
     this.move = byId("move-dialog", HTMLDialogElement);
     this.blockedDialog = byId("blocked-dialog", HTMLDialogElement);
-    this.confirmDialog = byId("confirm-dialog", HTMLDialogElement);
     this.about = byId("about-dialog", HTMLDialogElement);
     /** @type {string} */
     this.moving = "";
@@ -190,15 +207,7 @@ export class Dialogs {
    * @returns {Promise<boolean>}
    */
   confirm(question) {
-    const dialog = this.confirmDialog;
-    byId("confirm-title", HTMLElement).textContent = question.title;
-    byId("confirm-text", HTMLElement).textContent = question.text;
-    byId("confirm-ok", HTMLButtonElement).textContent = question.ok;
-    dialog.returnValue = "";
-    openDialog(dialog, byId("confirm-cancel", HTMLButtonElement));
-    return new Promise((resolve) => {
-      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
-    });
+    return askConfirm(question);
   }
 
   openAbout() {
