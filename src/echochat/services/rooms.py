@@ -146,12 +146,12 @@ async def announce_member(
 ) -> None:
     """``room.member`` to ``recipients``; those in ``hidden`` get ``hidden_data`` instead
     (the same change with the member shown offline: stealth and blocks hold in rooms)."""
-    hidden = hidden or set()
+    hidden = hidden if hidden and hidden_data is not None else set()
     seen = [u for u in recipients if u not in hidden]
-    await notify.to_users(ctx, seen, RoomMemberEvent(data=data))
     others = [u for u in recipients if u in hidden]
-    if others and hidden_data is not None:
-        await notify.to_users(ctx, others, RoomMemberEvent(data=hidden_data))
+    also = [(others, RoomMemberEvent(data=hidden_data))] if others and hidden_data else []
+    # one publish per member, several channels at once (their round trips overlap on Redis)
+    await notify.to_users_in_order(ctx, [(seen, RoomMemberEvent(data=data)), *also])
 
 
 async def announce_removed(
@@ -169,9 +169,8 @@ async def announce_update(
     action = "deleted" if deleted else "changed"
     if deleted:
         await roomcast.room_deleted(ctx, room.id)
-    await notify.to_users(
-        ctx, recipients, RoomUpdateEvent(data=RoomUpdateData(action=action, room=room))
-    )
+    event = RoomUpdateEvent(data=RoomUpdateData(action=action, room=room))
+    await notify.to_users_in_order(ctx, [(recipients, event)])
 
 
 # browsing ---------------------------------------------------------------------------------
