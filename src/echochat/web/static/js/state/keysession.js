@@ -600,8 +600,8 @@ export class KeySession extends Emitter {
 
   /**
    * The envelope of `payload` from this device to a group: wrapped for every published
-   * device of every member (`members`, the user included) and every device of the user, as
-   * the server requires (409 `stale_members` otherwise: refetch the members, seal again).
+   * device of every member (`members`, the user included; members without keys have none),
+   * as the server requires (409 `stale_members` otherwise: refetch the members, seal again).
    * @param {number} room
    * @param {string[]} members usernames
    * @param {Record<string, unknown>} payload
@@ -616,7 +616,19 @@ export class KeySession extends Emitter {
       own = (await this.directories.get(this.#me, true)).directory;
     }
     const others = members.filter((m) => m !== this.#me);
-    const directories = await Promise.all(others.map((m) => this.directories.forPeer(m)));
+    // A member who has not set up encryption has no device to wrap for (the server counts
+    // none either); they see the group's messages as unreadable until they do.
+    const found = await Promise.all(
+      others.map((m) =>
+        this.directories.forPeer(m).catch((error) => {
+          if (error instanceof E2EEError && error.code === "no_keys") {
+            return null;
+          }
+          throw error;
+        }),
+      ),
+    );
+    const directories = found.filter((d) => d !== null);
     return e2ee.seal(e2ee.encodePayload(payload), {
       conv: `group:${room}`,
       sender: this.#me,

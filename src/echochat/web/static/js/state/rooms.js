@@ -73,6 +73,8 @@ import * as log from "./roomlog.js";
 const PAGE = 50;
 const TYPING_SHOWN_MS = 7000;
 const RETRY_CODES = new Set(["disconnected", "not_connected", "timeout"]);
+/** At most one `room.read` per room this often while messages keep coming. */
+const READ_GAP_MS = 1500;
 
 /** A client id: unique per sender, at most 64 characters. */
 export function newClientId() {
@@ -151,6 +153,12 @@ export class Rooms extends Emitter {
     this.typingTimers = new Map();
     /** @type {Map<number, number>} per room, the id up to which the user has seen it */
     this.readUpto = new Map();
+    /** @type {Map<number, number>} per room, the mark last sent with `room.read` */
+    this.readSent = new Map();
+    /** @type {Map<number, number>} per room, when it was sent (epoch ms) */
+    this.readSentAt = new Map();
+    /** @type {Map<number, number>} per room, a trailing `room.read` waiting */
+    this.readTimers = new Map();
     socket.on("room.message", (data) => this.onMessage(data, true));
     socket.on("room.message_deleted", (data) => this.onDeleted(data));
     socket.on("room.typing", (data) => this.onTyping(data));
@@ -697,7 +705,7 @@ export class Rooms extends Emitter {
    * The user sees the room: everything in it is read.
    * @param {number} id
    */
-  async markRead(id) {
+  markRead(id) {
     const room = this.rooms.get(id);
     const lines = this.logs.get(id);
     if (!room || !lines) {
@@ -714,13 +722,39 @@ export class Rooms extends Emitter {
       room.mentions = 0;
       this.emit("rooms");
     }
-    if (upto > before) {
-      try {
-        await this.socket.request("room.read", { room: id, upto });
-      } catch {
-        this.readUpto.set(id, before); // told again next time
-      }
+    if (upto > (this.readSent.get(id) ?? 0)) {
+      this.sendRead(id);
     }
+  }
+
+  /**
+   * Tell the server (and my other tabs) how far I read: at once, then at most once per
+   * READ_GAP_MS while messages keep coming into a room in view.
+   * @param {number} id
+   */
+  sendRead(id) {
+    if (this.readTimers.has(id)) {
+      return; // a trailing send is due and takes the newest mark
+    }
+    const wait = (this.readSentAt.get(id) ?? 0) + READ_GAP_MS - Date.now();
+    if (wait > 0) {
+      this.readTimers.set(
+        id,
+        window.setTimeout(() => {
+          this.readTimers.delete(id);
+          this.sendRead(id);
+        }, wait),
+      );
+      return;
+    }
+    const upto = this.readUpto.get(id) ?? 0;
+    this.readSentAt.set(id, Date.now());
+    this.readSent.set(id, upto);
+    this.socket.request("room.read", { room: id, upto }).catch(() => {
+      if ((this.readSent.get(id) ?? 0) === upto) {
+        this.readSent.delete(id); // told again next time
+      }
+    });
   }
 
   // --- sending ------------------------------------------------------------------------------------
