@@ -421,7 +421,13 @@ class RealtimeConnection:
                 self._floor = self._cursor
             self._room_floor = dict(self._rooms)
             self._replaying = True
-            reply = await self.request("hello", data, timeout=timeout)
+            try:
+                reply = await self.request("hello", data, timeout=timeout)
+            except BaseException:
+                self._replaying = False  # hold nothing for a reply that will not come
+                for mid in sorted(self._room_held):
+                    self._queue.put_nowait(self._room_held.pop(mid))
+                raise
             if reply.get("more") is not True:
                 return dict(self._rooms or {})
 
