@@ -28,6 +28,18 @@ pytest.register_assert_rewrite("tests.bus_contract")
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
+LOUD_SKIP = "SKIPPED LOUDLY: "  # how tests/services.py need() words its skips
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the loud skips' reasons where the summary is printed: in this process, or in
+    the controller of a parallel run (pytest-xdist), which sees only the workers' reports."""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        if reason.startswith(LOUD_SKIP):
+            message = reason.removeprefix(LOUD_SKIP)
+            if message not in services.MISSING:
+                services.MISSING.append(message)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -144,6 +156,12 @@ def redis_prefix(redis_server: str) -> Iterator[str]:
 # --- live server processes ------------------------------------------------------------------
 
 
+# How long a server may take to answer /healthz after its start: seconds on a quiet machine,
+# much more on a loaded one (a parallel run, or other work on the same two cores); a bound,
+# not a wait: start() returns as soon as the server answers.
+START_TIMEOUT_S = 90.0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -154,21 +172,39 @@ class LiveServer:
     """An ``echochat serve`` subprocess on a free port; its output goes to a log file."""
 
     def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         self.log_path = log_path
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("ECHOCHAT_")},
             "ECHOCHAT_DATA_DIR": str(data_dir),
-            "ECHOCHAT_PORT": str(self.port),
-            "ECHOCHAT_PUBLIC_URL": self.url,
             "ECHOCHAT_LOG_LEVEL": "info",
             **(env or {}),
         }
+        self._own_public_url = "ECHOCHAT_PUBLIC_URL" not in (env or {})
+        self._use_port(free_port())
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started_once = False
 
-    def start(self, timeout: float = 30.0) -> LiveServer:
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env["ECHOCHAT_PORT"] = str(port)
+        if self._own_public_url:  # a cluster's servers share the URL their tests give them
+            self.env["ECHOCHAT_PUBLIC_URL"] = self.url
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> LiveServer:
+        """Start ``echochat serve`` and wait until /healthz answers (bounded). A port taken
+        between :func:`free_port` and the server's bind (another process of a parallel run
+        got it first) is the only failure answered by starting again, on a new port, and only
+        before the server was ever up (a restart keeps its URL: the browsers use it)."""
+        for _attempt in range(3):
+            if self._start(timeout):
+                return self
+            self._use_port(free_port())
+        raise RuntimeError(f"no free port for the server: {self.log_path.read_text()[-2000:]}")
+
+    def _start(self, timeout: float) -> bool:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "echochat", "serve"],
@@ -180,16 +216,26 @@ class LiveServer:
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            output = self.log_path.read_bytes()[offset:].decode(errors="replace")
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early: {self.log_path.read_text()[-2000:]}")
+                if "is already in use" in output and not self.started_once:
+                    return False
+                raise RuntimeError(f"server exited early: {output[-2000:]}")
+            # Until it says it is starting (its port check passed), whatever answers on the
+            # port is not this server.
+            if "is starting at" not in output:
+                time.sleep(0.05)  # polling the log, bounded by the deadline
+                continue
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
+                    self.started_once = True
+                    return True
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)  # polling a readiness probe, bounded by the deadline
         self.stop()
-        raise RuntimeError(f"server did not become healthy: {self.log_path.read_text()[-2000:]}")
+        output = self.log_path.read_bytes()[offset:].decode(errors="replace")
+        raise RuntimeError(f"server did not become healthy in {timeout} s: {output[-2000:]}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ __all__ = [
     "ALICE",
     "BOB",
     "Account",
+    "Cast",
+    "cast",
     "claim_token",
     "register_over_http",
     "sign_in",
@@ -38,6 +41,31 @@ class Account:
 
 ALICE = Account("alice", "Alice Liddell", "alice@example.org", "down-the-rabbit-hole")
 BOB = Account("bob", "Bob Builder", "bob@example.org", "can-we-fix-it-yes")
+CAROL = Account("carol", "Carol Singer", "carol@example.org", "carol-sings-carols")
+DAVE = Account("dave", "Dave Digger", "dave@example.org", "dave-digs-deeper")
+
+
+def renamed(who: Account, suffix: str) -> Account:
+    """``who`` as ``<username>-<suffix>`` (and that email), same display name and password."""
+    username = f"{who.username}-{suffix}"
+    return Account(username, who.display_name, f"{username}@example.org", who.password)
+
+
+@dataclass(frozen=True)
+class Cast:
+    """The usual four people under one test's own usernames (``alice-3f9a0c``...)."""
+
+    alice: Account
+    bob: Account
+    carol: Account
+    dave: Account
+
+
+def cast() -> Cast:
+    """A fresh :class:`Cast`: tests sharing a server (``shared_server``) each take one, so
+    that none meets another test's users, buddies, messages or per-account limits."""
+    suffix = secrets.token_hex(3)
+    return Cast(*(renamed(who, suffix) for who in (ALICE, BOB, CAROL, DAVE)))
 
 
 async def sign_up(

@@ -12,7 +12,7 @@ import httpx
 from playwright.async_api import Locator, Page, expect
 
 from tests.conftest import LiveServer
-from tests.e2e.accounts import Account, register_over_http, sign_in
+from tests.e2e.accounts import CAROL, DAVE, Account, register_over_http, sign_in
 from tests.e2e.conftest import NewContext, PageWatch, Watch
 
 __all__ = [
@@ -26,8 +26,6 @@ __all__ = [
     "revoke_browser_sessions",
 ]
 
-CAROL = Account("carol", "Carol Singer", "carol@example.org", "carol-sings-carols")
-DAVE = Account("dave", "Dave Digger", "dave@example.org", "dave-digs-deeper")
 
 # A socket that cannot connect while the server is down makes Chromium log the failed
 # upgrade, and the client's refresh attempt fails too: expected during a restart only.
@@ -95,6 +93,11 @@ class Chat:
     who: Account
     page: Page
     problems: PageWatch
+
+    @property
+    def name(self) -> str:
+        """The user's username."""
+        return self.who.username
 
     @property
     def window(self) -> Locator:

@@ -14,7 +14,9 @@ fixture is being run, so nothing else sees a running loop.
 Fixtures: ``browser``; ``new_context(**options)`` and ``page`` (closed after the test);
 ``watch(page)`` (console errors, CSP violations, failed requests; see :class:`PageWatch`);
 ``shared_server``, one live server per module for tests that need no fresh server
-(``live_server`` from ``tests/conftest.py`` gives each test its own).
+(``live_server`` from ``tests/conftest.py`` gives each test its own: keep that for a test
+that needs a pristine server, restarts it, or trips a limit that would reach other tests);
+``people``, per-test usernames for tests that share a server.
 """
 
 from __future__ import annotations
@@ -40,8 +42,17 @@ from playwright.async_api import (
 
 from tests import services
 from tests.conftest import OUTPUT, LiveServer
+from tests.e2e.accounts import Cast, cast
 
-__all__ = ["CHROMIUM_ARGS", "PHONE", "VIEWPORT", "NewContext", "PageWatch", "Watch"]
+__all__ = [
+    "CHROMIUM_ARGS",
+    "PHONE",
+    "SHARED_LIMITS",
+    "VIEWPORT",
+    "NewContext",
+    "PageWatch",
+    "Watch",
+]
 
 HERE = Path(__file__).resolve().parent
 
@@ -83,20 +94,49 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="module")
+def shared_server_env() -> dict[str, str]:
+    """Extra environment for the module's ``shared_server``; a module overrides this
+    fixture to change its server's settings (e.g. :data:`SHARED_LIMITS`)."""
+    return {}
+
+
+# Every browser and HTTP client of a test run comes from 127.0.0.1, so on a server shared by
+# a module's tests the per-IP limits count all their sign-ins and sign-ups together (the
+# default is 10 registrations an hour). Modules whose tests each make their own users raise
+# just these two; the per-IP limits themselves are tested in tests/unit/test_auth_api.py,
+# and the per-account ones (failed logins, resets, backups) keep their defaults.
+SHARED_LIMITS = {
+    "ECHOCHAT_RATE_LIMIT_LOGIN_IP": "1000/minute",
+    "ECHOCHAT_RATE_LIMIT_REGISTER_IP": "1000/hour",
+}
+
+
+@pytest.fixture(scope="module")
 def shared_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    shared_server_env: dict[str, str],
 ) -> Iterator[LiveServer]:
     """One live server for a whole module, for tests that need no server of their own
-    (each uses other users); its log is test-output/<module>/server.log."""
+    (each uses other users: see ``people``); its log is test-output/<module>/server.log."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)[-150:]
     logs = OUTPUT / name
     logs.mkdir(parents=True, exist_ok=True)
-    server = LiveServer(tmp_path_factory.mktemp("shared") / "server", logs / "server.log")
+    server = LiveServer(
+        tmp_path_factory.mktemp("shared") / "server", logs / "server.log", shared_server_env
+    )
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def people() -> Cast:
+    """Alice, Bob, Carol and Dave under usernames (and emails) of this test's own, so that
+    tests can share a module's server without meeting each other's users."""
+    return cast()
 
 
 @pytest.fixture(scope="session")

@@ -62,6 +62,11 @@ class Pm:
     def who(self) -> Account:
         return self.chat.who
 
+    @property
+    def name(self) -> str:
+        """The user's username."""
+        return self.chat.who.username
+
     def window(self, peer: str) -> Locator:
         return self.page.locator(f'.pm[data-peer="{peer}"]')
 

@@ -13,8 +13,7 @@ from playwright.async_api import Page, expect
 
 from tests.conftest import LiveServer
 from tests.e2e.accounts import (
-    ALICE,
-    BOB,
+    Cast,
     ban,
     claim_token,
     expect_status,
@@ -27,7 +26,7 @@ from tests.e2e.accounts import (
     wait_for_email,
 )
 from tests.e2e.buddylist import dismiss_key_setup
-from tests.e2e.conftest import PHONE, NewContext, Watch
+from tests.e2e.conftest import PHONE, SHARED_LIMITS, NewContext, Watch
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -38,15 +37,21 @@ ANDROID_UA = (
 NEW_PASSWORD = "through-the-looking-glass"
 
 
+@pytest.fixture(scope="module")
+def shared_server_env() -> dict[str, str]:
+    return SHARED_LIMITS
+
+
 async def no_sideways_scroll(page: Page) -> None:
     overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"{page.url} scrolls sideways by {overflow}px"
 
 
 async def test_register_sign_out_and_sign_in_again(
-    live_server: LiveServer, page: Page, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, page: Page, watch: Watch, output_dir: Path
 ) -> None:
-    url = live_server.url
+    alice = people.alice
+    url = shared_server.url
     problems = await watch(page)
 
     await page.goto(url + "/register")
@@ -59,7 +64,7 @@ async def test_register_sign_out_and_sign_in_again(
     )
     await expect(page.get_by_label("Email")).to_have_attribute("autocomplete", "email")
     await page.screenshot(path=output_dir / "register-desktop.png", full_page=True)
-    await sign_up(page, live_server, ALICE)
+    await sign_up(page, shared_server, alice)
 
     await page.wait_for_url(url + "/chat")
     await dismiss_key_setup(page)
@@ -74,14 +79,14 @@ async def test_register_sign_out_and_sign_in_again(
     await page.wait_for_url(url + "/login")
 
     problems.expect_refusal("/api/v1/auth/login", 401)
-    await sign_in(page, live_server, ALICE.username, "not-her-password", path=None)
+    await sign_in(page, shared_server, alice.username, "not-her-password", path=None)
     await expect_status(page, "Wrong username or password.")
     await expect(page.get_by_label("Password", exact=True)).to_be_focused()
     await expect(page.get_by_label("Password", exact=True)).to_have_value("")
     await page.screenshot(path=output_dir / "login-wrong-password.png")
 
     # A `next` that leaves the site is ignored...
-    await sign_in(page, live_server, ALICE.username, ALICE.password, "/login?next=//example.org/")
+    await sign_in(page, shared_server, alice.username, alice.password, "/login?next=//example.org/")
     await page.wait_for_url(url + "/chat")
     await dismiss_key_setup(page)
     await page.get_by_role("button", name="Sign out").click()
@@ -90,16 +95,17 @@ async def test_register_sign_out_and_sign_in_again(
     # ...and a page that needs a session comes back after signing in.
     await page.goto(url + "/devices")
     await page.wait_for_url(re.compile(r"/login\?next=/devices$"))
-    await sign_in(page, live_server, ALICE.username, ALICE.password, path=None)
+    await sign_in(page, shared_server, alice.username, alice.password, path=None)
     await page.wait_for_url(url + "/devices")
     await expect(page.get_by_text("This device")).to_be_visible()
     await problems.assert_clean()
 
 
 async def test_register_refusals_are_shown_inline(
-    live_server: LiveServer, page: Page, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, page: Page, watch: Watch, output_dir: Path
 ) -> None:
-    await register_over_http(live_server, BOB)
+    alice, bob = people.alice, people.bob
+    await register_over_http(shared_server, bob)
     problems = await watch(page)
     form = page.locator("#register-form")
     username = form.get_by_label("Username", exact=True)
@@ -107,72 +113,74 @@ async def test_register_refusals_are_shown_inline(
     confirm = form.get_by_label("Type it again")
 
     # Checked in the browser, nothing sent.
-    await sign_up(page, live_server, ALICE, confirm="something-else")
+    await sign_up(page, shared_server, alice, confirm="something-else")
     await expect(confirm).to_have_attribute("aria-invalid", "true")
     await expect(confirm).to_have_accessible_description("The two passwords do not match.")
     await expect(confirm).to_be_focused()
 
     # Refused by the server, shown next to the field it is about.
     problems.expect_refusal("/api/v1/auth/register", 422)
-    common = ALICE.__class__(ALICE.username, ALICE.display_name, ALICE.email, "password123")
-    await sign_up(page, live_server, common)
+    common = alice.__class__(alice.username, alice.display_name, alice.email, "password123")
+    await sign_up(page, shared_server, common)
     await expect(password).to_have_attribute("aria-invalid", "true")
     await expect(password).to_have_accessible_description(re.compile("most common"))
     await expect(confirm).not_to_have_attribute("aria-invalid", "true")
     await expect(password).to_be_focused()
 
     problems.expect_refusal("/api/v1/auth/register", 409)
-    taken = ALICE.__class__("BOB", ALICE.display_name, ALICE.email, ALICE.password)
-    await sign_up(page, live_server, taken)
+    taken = alice.__class__(bob.username.upper(), alice.display_name, alice.email, alice.password)
+    await sign_up(page, shared_server, taken)
     await expect(username).to_have_attribute("aria-invalid", "true")
     await expect(username).to_have_accessible_description(re.compile("username is taken"))
     await expect(form.get_by_role("status")).to_have_text("Please check the marked field.")
     await page.screenshot(path=output_dir / "register-refused.png", full_page=True)
-    await expect(page).to_have_url(live_server.url + "/register")
+    await expect(page).to_have_url(shared_server.url + "/register")
     await problems.assert_clean()
 
 
 async def test_sign_in_refusals_say_why(
-    live_server: LiveServer, page: Page, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, page: Page, watch: Watch, output_dir: Path
 ) -> None:
-    await register_over_http(live_server, ALICE)
-    await register_over_http(live_server, BOB)
+    alice, bob = people.alice, people.bob
+    await register_over_http(shared_server, alice)
+    await register_over_http(shared_server, bob)
     problems = await watch(page)
 
-    ban(live_server, BOB.username, "spamming the lobby")
+    ban(shared_server, bob.username, "spamming the lobby")
     problems.expect_refusal("/api/v1/auth/login", 403)
-    await sign_in(page, live_server, BOB.username, BOB.password)
+    await sign_in(page, shared_server, bob.username, bob.password)
     await expect_status(page, "This account is banned: spamming the lobby.")
 
-    await fail_logins(live_server, ALICE.username, 10)
+    await fail_logins(shared_server, alice.username, 10)
     problems.expect_refusal("/api/v1/auth/login", 429)
-    await sign_in(page, live_server, ALICE.username, ALICE.password, path=None)
+    await sign_in(page, shared_server, alice.username, alice.password, path=None)
     await expect_status(
         page, re.compile(r"^Too many sign-in attempts; try again in \d+ (minutes|seconds)\.$")
     )
     await page.screenshot(path=output_dir / "login-rate-limited.png")
-    await expect(page).to_have_url(live_server.url + "/login")
+    await expect(page).to_have_url(shared_server.url + "/login")
     await problems.assert_clean()
 
 
 async def test_forgot_password_then_reset_by_link(
-    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
-    url = live_server.url
-    await register_over_http(live_server, ALICE)
+    alice = people.alice
+    url = shared_server.url
+    await register_over_http(shared_server, alice)
     page = await (await new_context()).new_page()
     problems = await watch(page)
 
     await page.goto(url + "/login")
     await page.get_by_role("link", name="Forgot password?").click()
     await page.wait_for_url(url + "/forgot")
-    await page.get_by_label("Username or email").fill(ALICE.email)
+    await page.get_by_label("Username or email").fill(alice.email)
     await page.get_by_role("button", name="Send me a reset email").click()
     await expect_status(page, "If that account exists, we sent an email with a link and a PIN.")
     await expect(page.get_by_label("PIN", exact=True)).to_be_focused()
     await page.screenshot(path=output_dir / "forgot-desktop.png", full_page=True)
 
-    link = reset_link(await wait_for_email(live_server, ALICE.email, "Reset your"))
+    link = reset_link(await wait_for_email(shared_server, alice.email, "Reset your"))
     assert link.startswith(url + "/reset?token=")
     await page.goto(link)
     await expect(page.get_by_role("heading", level=1)).to_have_text("Choose a new password")
@@ -184,7 +192,7 @@ async def test_forgot_password_then_reset_by_link(
     await page.get_by_role("button", name="Set new password").click()
     await expect(page.get_by_text("Your password was changed.")).to_be_visible()
     await page.screenshot(path=output_dir / "reset-done-desktop.png", full_page=True)
-    assert "just changed" in await wait_for_email(live_server, ALICE.email, "was changed")
+    assert "just changed" in await wait_for_email(shared_server, alice.email, "was changed")
 
     # The link works once.
     problems.expect_refusal("/api/v1/auth/password/reset", 401)
@@ -198,29 +206,30 @@ async def test_forgot_password_then_reset_by_link(
     await page.screenshot(path=output_dir / "reset-link-used.png", full_page=True)
 
     problems.expect_refusal("/api/v1/auth/login", 401)
-    await sign_in(page, live_server, ALICE.username, ALICE.password)
+    await sign_in(page, shared_server, alice.username, alice.password)
     await expect_status(page, "Wrong username or password.")
-    await sign_in(page, live_server, ALICE.username, NEW_PASSWORD, path=None)
+    await sign_in(page, shared_server, alice.username, NEW_PASSWORD, path=None)
     await page.wait_for_url(url + "/chat")
     await dismiss_key_setup(page)
     await problems.assert_clean()
 
 
 async def test_forgot_password_then_reset_by_pin(
-    live_server: LiveServer, page: Page, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, page: Page, watch: Watch, output_dir: Path
 ) -> None:
-    url = live_server.url
-    await register_over_http(live_server, ALICE)
+    alice = people.alice
+    url = shared_server.url
+    await register_over_http(shared_server, alice)
     problems = await watch(page)
 
     await page.goto(url + "/forgot")
-    await page.get_by_label("Username or email").fill(ALICE.username)
+    await page.get_by_label("Username or email").fill(alice.username)
     await page.get_by_role("button", name="Send me a reset email").click()
     pin_field = page.get_by_label("PIN", exact=True)
     await expect(pin_field).to_be_focused()
     await expect(pin_field).to_have_attribute("inputmode", "numeric")
     await expect(pin_field).to_have_attribute("autocomplete", "one-time-code")
-    pin = reset_pin(await wait_for_email(live_server, ALICE.email, "Reset your"))
+    pin = reset_pin(await wait_for_email(shared_server, alice.email, "Reset your"))
     wrong = "".join(str((int(d) + 1) % 10) for d in pin)
 
     problems.expect_refusal("/api/v1/auth/password/reset", 401)
@@ -244,25 +253,26 @@ async def test_forgot_password_then_reset_by_pin(
     await expect(page.get_by_text("Your password was changed.")).to_be_visible()
     await page.get_by_role("link", name="Sign in with your new password").click()
     await page.wait_for_url(url + "/login")
-    await sign_in(page, live_server, ALICE.username, NEW_PASSWORD, path=None)
+    await sign_in(page, shared_server, alice.username, NEW_PASSWORD, path=None)
     await page.wait_for_url(url + "/chat")
     await dismiss_key_setup(page)
     await problems.assert_clean()
 
 
 async def test_signed_in_devices(
-    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
-    url = live_server.url
+    alice = people.alice
+    url = shared_server.url
     laptop = await (await new_context()).new_page()
     phone = await (await new_context(**PHONE, user_agent=ANDROID_UA)).new_page()
     laptop_problems = await watch(laptop)
     phone_problems = await watch(phone)
 
-    await sign_up(laptop, live_server, ALICE)
+    await sign_up(laptop, shared_server, alice)
     await laptop.wait_for_url(url + "/chat")
     await dismiss_key_setup(laptop)
-    await sign_in(phone, live_server, ALICE.username, ALICE.password)
+    await sign_in(phone, shared_server, alice.username, alice.password)
     await phone.wait_for_url(url + "/chat")
     await dismiss_key_setup(phone)
     await phone.screenshot(path=output_dir / "chat-phone.png", full_page=True)
@@ -298,7 +308,7 @@ async def test_signed_in_devices(
     await phone.wait_for_url(re.compile(r"/login\?next=/devices$"))
     # Signing in again works at the first try: the sign-in page dropped the dead session's
     # cookie, so its CSRF token and the server agree on "no session" (no 403 on the way).
-    await sign_in(phone, live_server, ALICE.username, ALICE.password, path=None)
+    await sign_in(phone, shared_server, alice.username, alice.password, path=None)
     await phone.wait_for_url(url + "/devices")
     await expect(phone.get_by_text("This device")).to_be_visible()
 
@@ -310,6 +320,8 @@ async def test_signed_in_devices(
     await phone_problems.assert_clean()
 
 
+# A server of its own: the claim link works only on a server without an admin, once, and
+# the admin it makes would be every later test's admin too.
 async def test_first_admin_claims_the_server(
     live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
@@ -329,7 +341,8 @@ async def test_first_admin_claims_the_server(
     await page.wait_for_url(url + "/chat")
     await dismiss_key_setup(page)
     await expect(page.get_by_role("heading", level=1)).to_have_text("Hi, The Admin!")
-    await expect(page.get_by_text("Admin", exact=True)).to_be_visible()
+    # The badge in the buddy list (the admin panel has an "Admin" role box too).
+    await expect(page.locator("#buddy-window").get_by_text("Admin", exact=True)).to_be_visible()
     assert "#" not in page.url
     await page.screenshot(path=output_dir / "chat-admin-desktop.png")
     await problems.assert_clean()
@@ -357,16 +370,17 @@ async def test_first_admin_claims_the_server(
 
 
 async def test_register_on_a_phone(
-    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
+    alice = people.alice
     page = await (await new_context(**PHONE)).new_page()
     problems = await watch(page)
 
-    await page.goto(live_server.url + "/register")
+    await page.goto(shared_server.url + "/register")
     await no_sideways_scroll(page)
     await page.screenshot(path=output_dir / "register-phone.png", full_page=True)
-    await sign_up(page, live_server, ALICE)
-    await page.wait_for_url(live_server.url + "/chat")
+    await sign_up(page, shared_server, alice)
+    await page.wait_for_url(shared_server.url + "/chat")
     await dismiss_key_setup(page)
     await expect(page.get_by_role("heading", level=1)).to_have_text("Hi, Alice Liddell!")
     dock = page.get_by_role("navigation", name="Open conversations")

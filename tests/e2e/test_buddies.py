@@ -18,19 +18,22 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.conftest import LiveServer
-from tests.e2e.accounts import ALICE, BOB
+from tests.e2e.accounts import ALICE, BOB, Cast
 from tests.e2e.buddylist import (
-    CAROL,
-    DAVE,
     ask,
     befriend,
     open_chat,
     register,
     revoke_browser_sessions,
 )
-from tests.e2e.conftest import PHONE, NewContext, Watch
+from tests.e2e.conftest import PHONE, SHARED_LIMITS, NewContext, Watch
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture(scope="module")
+def shared_server_env() -> dict[str, str]:
+    return SHARED_LIMITS
 
 
 # --- the state modules, on their own -------------------------------------------------------
@@ -178,18 +181,18 @@ async def test_state_modules_are_pure_functions(shared_server: LiveServer, page:
 
 
 async def test_add_accept_and_live_presence(
-    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
-    await register(live_server, ALICE, BOB)
-    alice = await open_chat(new_context, watch, live_server, ALICE)
-    bob = await open_chat(new_context, watch, live_server, BOB)
+    await register(shared_server, people.alice, people.bob)
+    alice = await open_chat(new_context, watch, shared_server, people.alice)
+    bob = await open_chat(new_context, watch, shared_server, people.bob)
     await expect(alice.window).to_contain_text("No buddies yet")
 
     # Alice asks Bob, with a message.
     await alice.menu("Contacts", "add")
     add = alice.page.get_by_role("dialog", name="Add a buddy")
     await expect(add.get_by_label("Username")).to_be_focused()
-    await add.get_by_label("Username").fill("bob")
+    await add.get_by_label("Username").fill(bob.name)
     await add.get_by_label("Message").fill("Hi Bob, it's Alice from the tea party!")
     await expect(add.get_by_label("Add to group")).to_have_value("Buddies")
     # A modal: Tab stays inside it.
@@ -201,7 +204,7 @@ async def test_add_accept_and_live_presence(
     await alice.page.screenshot(path=output_dir / "add-buddy-dialog.png")
     await add.get_by_role("button", name="Send request").click()
     await expect(add).to_be_hidden()
-    await expect(alice.notice).to_contain_text("Request sent to bob")
+    await expect(alice.notice).to_contain_text(f"Request sent to {bob.name}")
 
     # Bob sees it live, reads the message and accepts into a new group of his.
     alert = bob.window.locator("#request-alert")
@@ -212,7 +215,7 @@ async def test_add_accept_and_live_presence(
     asking = requests.get_by_role("list", name="Asking to be your buddy").get_by_role("listitem")
     await expect(asking).to_have_count(1)
     await expect(asking).to_contain_text("Hi Bob, it's Alice from the tea party!")
-    await expect(asking).to_contain_text("alice")
+    await expect(asking).to_contain_text(alice.name)
     await bob.page.screenshot(path=output_dir / "pending-requests.png")
     await asking.get_by_role("button", name="Accept").click()
     await expect(requests.get_by_text("Alice Liddell is now your buddy.")).to_be_visible()
@@ -222,10 +225,10 @@ async def test_add_accept_and_live_presence(
     await expect(alert).to_be_hidden()
 
     # Each sees the other online, without reloading.
-    await alice.expect_state("bob", "online")
-    await bob.expect_state("alice", "online")
+    await alice.expect_state(bob.name, "online")
+    await bob.expect_state(alice.name, "online")
     await expect(alice.group("Buddies")).to_contain_text("1/1 online")
-    await expect(alice.buddy("bob").get_by_role("img", name="Online")).to_be_visible()
+    await expect(alice.buddy(bob.name).get_by_role("img", name="Online")).to_be_visible()
     await alice.window.get_by_role("menuitem", name="Contacts").click()
     await expect(alice.page.get_by_role("menuitem", name="Add a buddy…")).to_be_focused()
     await alice.page.keyboard.press("ArrowRight")  # the menu bar's next menu
@@ -243,21 +246,21 @@ async def test_add_accept_and_live_presence(
     message = bob.window.get_by_label("Status message")
     await message.fill("Fixing the roof")
     await message.press("Enter")
-    await alice.expect_state("bob", "busy")
-    await expect(alice.buddy("bob").locator(".buddy__status")).to_have_text("Fixing the roof")
+    await alice.expect_state(bob.name, "busy")
+    await expect(alice.buddy(bob.name).locator(".buddy__status")).to_have_text("Fixing the roof")
     await expect(bob.window.get_by_role("button", name="My status: Busy")).to_be_visible()
 
     # Invisible: Bob looks signed out to Alice (and she hears it), then comes back.
     await bob.menu("Actions", "status-invisible")
-    await alice.expect_state("bob", "offline")
-    await expect(alice.buddy("bob").locator(".buddy__status")).to_have_count(0)
+    await alice.expect_state(bob.name, "offline")
+    await expect(alice.buddy(bob.name).locator(".buddy__status")).to_have_count(0)
     await expect(alice.window).to_have_attribute("data-sound-last", "signout")
-    await expect(alice.window).to_have_attribute("data-sound-buddy", "bob")
+    await expect(alice.window).to_have_attribute("data-sound-buddy", bob.name)
     await expect(alice.group("Buddies")).to_contain_text("0/1 online")
     await bob.window.get_by_role("button", name="My status: Invisible").click()
     await bob.page.get_by_role("menuitemradio", name="Available").click()
-    await alice.expect_state("bob", "online")
-    await expect(alice.buddy("bob").locator(".buddy__status")).to_have_text("Fixing the roof")
+    await alice.expect_state(bob.name, "online")
+    await expect(alice.buddy(bob.name).locator(".buddy__status")).to_have_text("Fixing the roof")
     await expect(alice.window).to_have_attribute("data-sound-last", "signin")
     await alice.page.screenshot(path=output_dir / "buddy-list-desktop.png")
 
@@ -268,7 +271,7 @@ async def test_add_accept_and_live_presence(
     )
     count = await alice.window.get_attribute("data-sound-count")
     await bob.menu("Actions", "status-invisible")
-    await alice.expect_state("bob", "offline")
+    await alice.expect_state(bob.name, "offline")
     assert await alice.window.get_attribute("data-sound-count") == count
     assert await alice.page.evaluate("localStorage.getItem('echochat.sounds.muted')") == "1"
 
@@ -282,18 +285,18 @@ async def no_sideways_scroll(page: Page) -> None:
 
 
 async def test_groups_stealth_and_block(
-    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
-    await register(live_server, ALICE, BOB, CAROL, DAVE)
-    await befriend(live_server, ALICE, BOB)
-    await befriend(live_server, CAROL, ALICE)
-    await befriend(live_server, ALICE, DAVE)  # Dave never signs in
-    await ask(live_server, BOB, CAROL.username, "Sing at my site opening?")
-    alice = await open_chat(new_context, watch, live_server, ALICE)
-    bob = await open_chat(new_context, watch, live_server, BOB)
-    carol = await open_chat(new_context, watch, live_server, CAROL, **PHONE)
-    await alice.expect_state("bob", "online")
-    await alice.expect_state("carol", "online")
+    await register(shared_server, people.alice, people.bob, people.carol, people.dave)
+    await befriend(shared_server, people.alice, people.bob)
+    await befriend(shared_server, people.carol, people.alice)
+    await befriend(shared_server, people.alice, people.dave)  # Dave never signs in
+    await ask(shared_server, people.bob, people.carol.username, "Sing at my site opening?")
+    alice = await open_chat(new_context, watch, shared_server, people.alice)
+    bob = await open_chat(new_context, watch, shared_server, people.bob)
+    carol = await open_chat(new_context, watch, shared_server, people.carol, **PHONE)
+    await alice.expect_state(bob.name, "online")
+    await alice.expect_state(carol.name, "online")
 
     # Groups: rename the default one, make another, move Bob there from his menu.
     await alice.menu("Contacts", "groups")
@@ -312,7 +315,7 @@ async def test_groups_stealth_and_block(
     await expect(groups).to_be_hidden()
     await expect(alice.group("Friends")).to_contain_text("2/3 online")
 
-    menu = await alice.buddy_menu("bob")
+    menu = await alice.buddy_menu(bob.name)
     await expect(menu.get_by_role("menuitem", name="Send a message")).to_be_focused()
     await alice.page.screenshot(path=output_dir / "context-menu.png")
     await menu.get_by_role("menuitem", name="Move to group…").click()
@@ -320,7 +323,7 @@ async def test_groups_stealth_and_block(
     await move.get_by_label("Group", exact=True).select_option("Work")
     await move.get_by_role("button", name="Move").click()
     await expect(move).to_be_hidden()
-    await expect(alice.group("Work").locator(".buddy")).to_have_attribute("data-username", "bob")
+    await expect(alice.group("Work").locator(".buddy")).to_have_attribute("data-username", bob.name)
     await expect(alice.group("Work")).to_contain_text("1/1 online")
     await expect(alice.group("Friends")).to_contain_text("1/2 online")
     rows = alice.group("Friends").locator(".buddy")
@@ -333,32 +336,32 @@ async def test_groups_stealth_and_block(
     toggle = alice.group("Work").get_by_role("button", name=re.compile("^Work"))
     await toggle.click()
     await expect(toggle).to_have_attribute("aria-expanded", "false")
-    await expect(alice.buddy("bob")).to_be_hidden()
+    await expect(alice.buddy(bob.name)).to_be_hidden()
     await toggle.click()
-    await expect(alice.buddy("bob")).to_be_visible()
+    await expect(alice.buddy(bob.name)).to_be_visible()
 
     # Stealth: Alice appears offline to Bob only; Carol still sees her.
-    menu = await alice.buddy_menu("bob")
+    menu = await alice.buddy_menu(bob.name)
     await menu.get_by_role("menuitemcheckbox", name="Appear offline to Bob Builder").click()
-    await bob.expect_state("alice", "offline")
-    await expect(alice.buddy("bob")).to_have_attribute("data-stealth", "true")
-    await expect(alice.buddy("bob").get_by_text("stealth")).to_be_visible()
-    await carol.expect_state("alice", "online")
+    await bob.expect_state(alice.name, "offline")
+    await expect(alice.buddy(bob.name)).to_have_attribute("data-stealth", "true")
+    await expect(alice.buddy(bob.name).get_by_text("stealth")).to_be_visible()
+    await carol.expect_state(alice.name, "online")
     await carol.window.get_by_role("button", name="My status: Available").click()
     await carol.page.get_by_role("menuitemradio", name="Busy").click()
     await carol.window.get_by_label("Status message").fill("Choir practice, back at 9")
     await carol.window.get_by_label("Status message").press("Enter")
-    await alice.expect_state("carol", "busy")
-    await expect(alice.buddy("carol")).to_contain_text("Choir practice, back at 9")
+    await alice.expect_state(carol.name, "busy")
+    await expect(alice.buddy(carol.name)).to_contain_text("Choir practice, back at 9")
     await alice.page.screenshot(path=output_dir / "buddy-list-desktop.png")
-    menu = await alice.buddy_menu("bob")
+    menu = await alice.buddy_menu(bob.name)
     await expect(
         menu.get_by_role("menuitemcheckbox", name="Appear offline to Bob Builder")
     ).to_have_attribute("aria-checked", "true")
     await menu.get_by_role("menuitemcheckbox", name="Appear offline to Bob Builder").click()
-    await bob.expect_state("alice", "online")
+    await bob.expect_state(alice.name, "online")
 
-    await expect(carol.buddy("alice")).to_be_visible()
+    await expect(carol.buddy(alice.name)).to_be_visible()
     await no_sideways_scroll(carol.page)
     await carol.page.screenshot(path=output_dir / "buddy-list-phone.png")
 
@@ -371,7 +374,7 @@ async def test_groups_stealth_and_block(
     await requests.get_by_role("button", name="Decline").click()
     await expect(requests).to_contain_text("No one is waiting for your answer.")
     await carol.page.keyboard.press("Escape")
-    await expect(bob.notice).to_have_text("Your buddy request to carol was declined.")
+    await expect(bob.notice).to_have_text(f"Your buddy request to {carol.name} was declined.")
 
     await carol.menu("Contacts", "add")
     add = carol.page.get_by_role("dialog", name="Add a buddy")
@@ -382,18 +385,18 @@ async def test_groups_stealth_and_block(
     await expect(carol.window.get_by_role("menuitem", name="Contacts")).to_be_focused()
 
     # Bob blocks Alice from her context menu (a right-click): she leaves his list, he hers.
-    await bob.buddy("alice").click(button="right")
+    await bob.buddy(alice.name).click(button="right")
     await bob.page.get_by_role("menuitem", name="Block Alice Liddell…").click()
     confirm = bob.page.get_by_role("dialog", name="Block user")
     await expect(confirm).to_contain_text("They are not told.")
     await confirm.get_by_role("button", name="Block").click()
-    await expect(bob.buddy("alice")).to_have_count(0)
-    await expect(alice.buddy("bob")).to_have_count(0)
+    await expect(bob.buddy(alice.name)).to_have_count(0)
+    await expect(alice.buddy(bob.name)).to_have_count(0)
 
     # A new request from Alice looks sent to her, and never reaches Bob.
     await alice.menu("Contacts", "add")
     add = alice.page.get_by_role("dialog", name="Add a buddy")
-    await add.get_by_label("Username").fill("bob")
+    await add.get_by_label("Username").fill(bob.name)
     await add.get_by_role("button", name="Send request").click()
     await expect(add).to_be_hidden()
     await alice.menu("Contacts", "requests")
@@ -406,7 +409,7 @@ async def test_groups_stealth_and_block(
     await bob.page.reload()
     await bob.connected()
     await expect(bob.window.locator("#requests-count")).to_be_hidden()
-    await expect(bob.buddy("alice")).to_have_count(0)
+    await expect(bob.buddy(alice.name)).to_have_count(0)
     await bob.menu("Contacts", "blocked")
     blocked = bob.page.get_by_role("dialog", name="Blocked users")
     await expect(blocked.get_by_role("listitem")).to_have_count(1)
@@ -431,6 +434,7 @@ async def test_groups_stealth_and_block(
         await chat.assert_clean()
 
 
+# A server of its own: this journey stops and restarts the server.
 async def test_idle_restart_and_sign_out(
     live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:

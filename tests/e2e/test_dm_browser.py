@@ -24,28 +24,35 @@ from playwright.async_api import Dialog, Page, WebSocketRoute, expect
 from echochat.client import e2ee
 from echochat.client.e2ee import Keyring
 from tests.conftest import LiveServer
-from tests.dmutil import person, post_message
-from tests.e2e.accounts import ALICE, BOB, Account
+from tests.dmutil import Person, person, post_message
+from tests.e2e.accounts import Account, Cast
 from tests.e2e.buddylist import befriend, register
-from tests.e2e.conftest import PHONE, NewContext, Watch
+from tests.e2e.conftest import PHONE, SHARED_LIMITS, NewContext, Watch
 from tests.e2e.pm import PASSPHRASE, Pm, open_pm_chat
 from tests.wsutil import PASSWORD
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-# Carol as an SDK user (tests/dmutil.py registers her with its password).
-CAROL_SDK = Account("carol", "Carol Singer", "", PASSWORD)
+
+@pytest.fixture(scope="module")
+def shared_server_env() -> dict[str, str]:
+    return SHARED_LIMITS
+
+
+def sdk_account(carol: Person) -> Account:
+    """An SDK user (tests/dmutil.py registers them with its password) as an Account."""
+    return Account(carol.name, "Carol Singer", "", PASSWORD)
 
 
 async def buddies_with_keys(
-    new_context: NewContext, watch: Watch, server: LiveServer, **options: Any
+    new_context: NewContext, watch: Watch, server: LiveServer, people: Cast, **options: Any
 ) -> tuple[Pm, Pm]:
-    await register(server, ALICE, BOB)
-    await befriend(server, ALICE, BOB)
-    alice = await open_pm_chat(new_context, watch, server, ALICE, **options)
-    bob = await open_pm_chat(new_context, watch, server, BOB, **options)
-    await alice.chat.expect_state("bob", "online")
-    await bob.chat.expect_state("alice", "online")
+    await register(server, people.alice, people.bob)
+    await befriend(server, people.alice, people.bob)
+    alice = await open_pm_chat(new_context, watch, server, people.alice, **options)
+    bob = await open_pm_chat(new_context, watch, server, people.bob, **options)
+    await alice.chat.expect_state(bob.name, "online")
+    await bob.chat.expect_state(alice.name, "online")
     return alice, bob
 
 
@@ -121,125 +128,127 @@ async def test_conversation_state_and_message_text(shared_server: LiveServer, pa
 
 
 async def test_messages_both_ways_with_receipts_typing_buzz_and_emoticons(
-    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
-    alice, bob = await buddies_with_keys(new_context, watch, live_server)
+    alice, bob = await buddies_with_keys(new_context, watch, shared_server, people)
 
     # Alice opens the window from her list (double-click) and writes; Enter sends.
-    window = await alice.open_from_list("bob")
-    await expect(window.locator(".pm__title")).to_have_text("Bob Builder (bob)")
+    window = await alice.open_from_list(bob.name)
+    await expect(window.locator(".pm__title")).to_have_text(f"Bob Builder ({bob.name})")
     await expect(window).to_have_class(re.compile(r"\bpm--active\b"))
-    await alice.send("bob", "Hi Bob :) are you there?")
-    await alice.expect_text("bob", 0, "Hi Bob 🙂 are you there?")
+    await alice.send(bob.name, "Hi Bob :) are you there?")
+    await alice.expect_text(bob.name, 0, "Hi Bob 🙂 are you there?")
 
     # Bob's window pops up without taking his keyboard: the message is delivered (his tab
     # opened it) but not read until he is in that window.
-    await expect(bob.window("alice")).to_be_visible()
-    await bob.expect_text("alice", 0, "Hi Bob 🙂 are you there?")
-    smiley = bob.messages("alice").nth(0).locator(".emoticon")
+    await expect(bob.window(alice.name)).to_be_visible()
+    await bob.expect_text(alice.name, 0, "Hi Bob 🙂 are you there?")
+    smiley = bob.messages(alice.name).nth(0).locator(".emoticon")
     await expect(smiley).to_have_text("🙂")
     await expect(smiley).to_have_attribute("title", ":)")
-    await expect(alice.messages("bob").nth(0)).to_have_attribute("data-tick", "delivered")
-    await expect(bob.badge("alice")).to_have_text("1")
-    await expect(bob.dock_item("alice").locator(".dock__badge")).to_have_text("1")
-    await expect(bob.window("alice")).not_to_have_class(re.compile(r"\bpm--active\b"))
+    await expect(alice.messages(bob.name).nth(0)).to_have_attribute("data-tick", "delivered")
+    await expect(bob.badge(alice.name)).to_have_text("1")
+    await expect(bob.dock_item(alice.name).locator(".dock__badge")).to_have_text("1")
+    await expect(bob.window(alice.name)).not_to_have_class(re.compile(r"\bpm--active\b"))
     await expect(bob.chat.window).to_have_attribute("data-sound-last", "message")
 
     # He clicks into it: read, and Alice sees it.
-    await bob.window("alice").locator(".pm__transcript").click()
-    await expect(alice.messages("bob").nth(0)).to_have_attribute("data-tick", "read")
-    await expect(bob.badge("alice")).to_be_hidden()
-    await expect(bob.dock_item("alice").locator(".dock__badge")).to_have_count(0)
+    await bob.window(alice.name).locator(".pm__transcript").click()
+    await expect(alice.messages(bob.name).nth(0)).to_have_attribute("data-tick", "read")
+    await expect(bob.badge(alice.name)).to_be_hidden()
+    await expect(bob.dock_item(alice.name).locator(".dock__badge")).to_have_count(0)
 
     # Typing: Alice sees it while Bob types, and no more once he clears the box.
-    await bob.input("alice").press_sequentially("Yes, ")
-    await expect(alice.window("bob").locator(".pm__typing")).to_have_text("Bob Builder is typing…")
+    await bob.input(alice.name).press_sequentially("Yes, ")
+    await expect(alice.window(bob.name).locator(".pm__typing")).to_have_text(
+        "Bob Builder is typing…"
+    )
     await alice.page.screenshot(path=output_dir / "pm-typing.png")
-    await bob.input("alice").fill("")
-    await bob.input("alice").dispatch_event("input")
-    await expect(alice.window("bob").locator(".pm__typing")).to_have_text("")
+    await bob.input(alice.name).fill("")
+    await bob.input(alice.name).dispatch_event("input")
+    await expect(alice.window(bob.name).locator(".pm__typing")).to_have_text("")
 
     # Shift+Enter is a new line, Enter sends; the line keeps both.
-    box = bob.input("alice")
+    box = bob.input(alice.name)
     await box.press_sequentially("Yes! <3")
     await box.press("Shift+Enter")
     await box.press_sequentially("Check https://example.org/docs.")
     await box.press("Enter")
-    await alice.expect_text("bob", 1, "Yes! ❤️\nCheck https://example.org/docs.")
-    link = alice.messages("bob").nth(1).locator("a.pm-link")
+    await alice.expect_text(bob.name, 1, "Yes! ❤️\nCheck https://example.org/docs.")
+    link = alice.messages(bob.name).nth(1).locator("a.pm-link")
     await expect(link).to_have_attribute("href", "https://example.org/docs")
     await expect(link).to_have_attribute("rel", "noopener noreferrer nofollow")
-    await expect(bob.messages("alice").nth(1)).to_have_attribute("data-tick", "read")
+    await expect(bob.messages(alice.name).nth(1)).to_have_attribute("data-tick", "read")
 
     # The emoticon picker puts an emoji into the box.
-    await alice.window("bob").get_by_role("button", name="Emoticons").click()
+    await alice.window(bob.name).get_by_role("button", name="Emoticons").click()
     picker = alice.page.get_by_role("dialog", name="Emoticons")
     await expect(picker).to_be_visible()
     await alice.page.screenshot(path=output_dir / "pm-emoticon-picker.png")
     await picker.get_by_role("button", name="😎").click()
     await expect(picker).to_have_count(0)
-    await expect(alice.input("bob")).to_have_value("😎")
-    await alice.input("bob").press("Enter")
-    await bob.expect_text("alice", 2, "😎")
+    await expect(alice.input(bob.name)).to_have_value("😎")
+    await alice.input(bob.name).press("Enter")
+    await bob.expect_text(alice.name, 2, "😎")
 
     # BUZZ!: Bob's window shakes and plays the buzz sound; the fourth in a row is refused,
     # politely.
-    await alice.window("bob").get_by_role("button", name="BUZZ!").click()
-    await expect(bob.window("alice")).to_have_attribute("data-buzzes", "1")
+    await alice.window(bob.name).get_by_role("button", name="BUZZ!").click()
+    await expect(bob.window(alice.name)).to_have_attribute("data-buzzes", "1")
     await expect(bob.chat.window).to_have_attribute("data-sound-last", "buzz")
-    animation = await bob.window("alice").evaluate(
+    animation = await bob.window(alice.name).evaluate(
         "(w) => w.classList.contains('pm--buzz') ? getComputedStyle(w).animationName : 'ended'"
     )
     assert animation in ("pm-shake", "ended")
-    await expect(bob.notes("alice").last).to_have_text("Alice Liddell: BUZZ!!!")
-    await expect(alice.notes("bob").last).to_have_text("You sent Bob Builder a BUZZ!!!")
+    await expect(bob.notes(alice.name).last).to_have_text("Alice Liddell: BUZZ!!!")
+    await expect(alice.notes(bob.name).last).to_have_text("You sent Bob Builder a BUZZ!!!")
     for _ in range(3):
-        await alice.window("bob").get_by_role("button", name="BUZZ!").click()
-    await expect(alice.notes("bob").last).to_have_text(
+        await alice.window(bob.name).get_by_role("button", name="BUZZ!").click()
+    await expect(alice.notes(bob.name).last).to_have_text(
         "You buzzed Bob Builder a moment ago. Give them a few seconds before the next BUZZ!"
     )
-    await expect(bob.window("alice")).to_have_attribute("data-buzzes", "3")
+    await expect(bob.window(alice.name)).to_have_attribute("data-buzzes", "3")
 
     await alice.page.screenshot(path=output_dir / "pm-alice.png")
     await bob.page.screenshot(path=output_dir / "pm-bob.png")
-    assert await alice.ticks("bob") == ["read", "", "read"]
+    assert await alice.ticks(bob.name) == ["read", "", "read"]
     await alice.chat.assert_clean()
     await bob.chat.assert_clean()
 
 
 async def test_offline_message_is_counted_then_fetched_and_acknowledged(
-    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
-    await register(live_server, ALICE, BOB)
-    await befriend(live_server, ALICE, BOB)
+    await register(shared_server, people.alice, people.bob)
+    await befriend(shared_server, people.alice, people.bob)
     # Bob sets up his keys once, then leaves.
-    bob = await open_pm_chat(new_context, watch, live_server, BOB)
+    bob = await open_pm_chat(new_context, watch, shared_server, people.bob)
     await bob.chat.page.context.close()
 
-    alice = await open_pm_chat(new_context, watch, live_server, ALICE)
-    await alice.chat.expect_state("bob", "offline")
-    await alice.open_from_list("bob")
-    await alice.send("bob", "Call me when you are back :)")
-    await alice.send("bob", "It is about the party")
-    await expect(alice.messages("bob")).to_have_count(2)
-    await expect(alice.messages("bob").nth(1)).to_have_attribute("data-tick", "sent")
-    await alice.record_ticks("bob")
+    alice = await open_pm_chat(new_context, watch, shared_server, people.alice)
+    await alice.chat.expect_state(bob.name, "offline")
+    await alice.open_from_list(bob.name)
+    await alice.send(bob.name, "Call me when you are back :)")
+    await alice.send(bob.name, "It is about the party")
+    await expect(alice.messages(bob.name)).to_have_count(2)
+    await expect(alice.messages(bob.name).nth(1)).to_have_attribute("data-tick", "sent")
+    await alice.record_ticks(bob.name)
 
     # Bob signs in again, in a new browser: his key session restores his keys from the
     # backup (the message was sealed for his first browser's device, which the backup holds).
-    bob = await open_pm_chat(new_context, watch, live_server, BOB)
-    await expect(bob.badge("alice")).to_have_text("2")
-    await expect(bob.badge("alice")).to_have_attribute("title", re.compile("2 unread messages"))
-    await expect(bob.window("alice")).to_have_count(0)  # offline messages wait for him
+    bob = await open_pm_chat(new_context, watch, shared_server, people.bob)
+    await expect(bob.badge(alice.name)).to_have_text("2")
+    await expect(bob.badge(alice.name)).to_have_attribute("title", re.compile("2 unread messages"))
+    await expect(bob.window(alice.name)).to_have_count(0)  # offline messages wait for him
     await bob.page.screenshot(path=output_dir / "offline-badge.png")
 
-    await bob.chat.buddy("alice").focus()
+    await bob.chat.buddy(alice.name).focus()
     await bob.page.keyboard.press("Enter")
-    await expect(bob.messages("alice")).to_have_count(2)
-    await bob.expect_text("alice", 0, "Call me when you are back 🙂")
-    await bob.expect_text("alice", 1, "It is about the party")
-    await expect(bob.badge("alice")).to_be_hidden()
-    await expect(alice.messages("bob").nth(1)).to_have_attribute("data-tick", "read")
+    await expect(bob.messages(alice.name)).to_have_count(2)
+    await bob.expect_text(alice.name, 0, "Call me when you are back 🙂")
+    await bob.expect_text(alice.name, 1, "It is about the party")
+    await expect(bob.badge(alice.name)).to_be_hidden()
+    await expect(alice.messages(bob.name).nth(1)).to_have_attribute("data-tick", "read")
     recorded = await alice.recorded_ticks()
     assert "delivered" in recorded, recorded
     assert recorded.index("delivered") < recorded.index("read"), recorded
@@ -247,24 +256,24 @@ async def test_offline_message_is_counted_then_fetched_and_acknowledged(
 
     # Bob answers; Alice, in a second browser (keys restored from her backup), has the
     # whole conversation: what she sent from the first one too.
-    await bob.send("alice", "Sure, tonight!")
-    await expect(alice.messages("bob")).to_have_count(3)
-    second = await open_pm_chat(new_context, watch, live_server, ALICE)
-    await second.open_from_list("bob")
-    await expect(second.messages("bob").locator(".pm-line__text")).to_have_text(
+    await bob.send(alice.name, "Sure, tonight!")
+    await expect(alice.messages(bob.name)).to_have_count(3)
+    second = await open_pm_chat(new_context, watch, shared_server, people.alice)
+    await second.open_from_list(bob.name)
+    await expect(second.messages(bob.name).locator(".pm-line__text")).to_have_text(
         ["Call me when you are back 🙂", "It is about the party", "Sure, tonight!"]
     )
-    assert await second.ticks("bob") == ["read", "read", ""]
+    assert await second.ticks(bob.name) == ["read", "read", ""]
     await alice.chat.assert_clean()
     await bob.chat.assert_clean()
     await second.chat.assert_clean()
 
 
 async def test_dock_minimize_restore_and_windows_remembered_across_reload(
-    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
-    alice, bob = await buddies_with_keys(new_context, watch, live_server)
-    window = await alice.open_from_list("bob")
+    alice, bob = await buddies_with_keys(new_context, watch, shared_server, people)
+    window = await alice.open_from_list(bob.name)
 
     # Drag it by its title bar, and make it bigger by its corner.
     box = await window.bounding_box()
@@ -288,37 +297,37 @@ async def test_dock_minimize_restore_and_windows_remembered_across_reload(
     # Minimized, it waits in the dock; a message while it is there shows as a badge.
     await window.get_by_role("button", name="Minimize").click()
     await expect(window).to_be_hidden()
-    await expect(alice.dock_item("bob")).to_have_class(re.compile(r"\bdock__item--min\b"))
+    await expect(alice.dock_item(bob.name)).to_have_class(re.compile(r"\bdock__item--min\b"))
     # Bob opens his from the buddy's menu.
-    menu = await bob.chat.buddy_menu("alice")
+    menu = await bob.chat.buddy_menu(alice.name)
     await menu.get_by_role("menuitem", name="Send a message").click()
-    bob_window = bob.window("alice")
+    bob_window = bob.window(alice.name)
     await expect(bob_window).to_be_visible()
     await expect(bob_window).to_have_attribute("data-locked", "false")
-    await expect(bob.input("alice")).to_be_focused()
-    await bob.send("alice", "Knock knock")
-    await expect(alice.dock_item("bob").locator(".dock__badge")).to_have_text("1")
-    await expect(alice.badge("bob")).to_have_text("1")
+    await expect(bob.input(alice.name)).to_be_focused()
+    await bob.send(alice.name, "Knock knock")
+    await expect(alice.dock_item(bob.name).locator(".dock__badge")).to_have_text("1")
+    await expect(alice.badge(bob.name)).to_have_text("1")
     await expect(window).to_be_hidden()
-    await expect(bob.messages("alice").nth(0)).to_have_attribute("data-tick", "delivered")
+    await expect(bob.messages(alice.name).nth(0)).to_have_attribute("data-tick", "delivered")
     await alice.page.screenshot(path=output_dir / "dock-badge.png")
 
     # Restored from the dock: the message is there, and read.
-    await alice.dock_item("bob").click()
+    await alice.dock_item(bob.name).click()
     await expect(window).to_be_visible()
-    await alice.expect_text("bob", 0, "Knock knock")
-    await expect(alice.dock_item("bob").locator(".dock__badge")).to_have_count(0)
-    await expect(bob.messages("alice").nth(0)).to_have_attribute("data-tick", "read")
+    await alice.expect_text(bob.name, 0, "Knock knock")
+    await expect(alice.dock_item(bob.name).locator(".dock__badge")).to_have_count(0)
+    await expect(bob.messages(alice.name).nth(0)).to_have_attribute("data-tick", "read")
     geometry = await window.bounding_box()
     assert geometry is not None
 
     # A reload brings the window back where it was, with the conversation.
     await alice.page.reload()
     await alice.chat.connected()
-    again = alice.window("bob")
+    again = alice.window(bob.name)
     await expect(again).to_be_visible()
     await expect(again).to_have_attribute("data-locked", "false")
-    await alice.expect_text("bob", 0, "Knock knock")
+    await alice.expect_text(bob.name, 0, "Knock knock")
     after = await again.bounding_box()
     assert after is not None
     assert [round(after[k]) for k in ("x", "y", "width", "height")] == [
@@ -328,11 +337,11 @@ async def test_dock_minimize_restore_and_windows_remembered_across_reload(
     # Closed, it is forgotten.
     await again.get_by_role("button", name="Close").click()
     await expect(again).to_have_count(0)
-    await expect(alice.dock_item("bob")).to_have_count(0)
+    await expect(alice.dock_item(bob.name)).to_have_count(0)
     await alice.page.reload()
     await alice.chat.connected()
     await expect(alice.page.locator("#dock-empty")).to_be_visible()
-    await expect(alice.window("bob")).to_have_count(0)
+    await expect(alice.window(bob.name)).to_have_count(0)
     await alice.chat.assert_clean()
     await bob.chat.assert_clean()
 
@@ -352,9 +361,9 @@ XSS = [
 
 
 async def test_classic_xss_payloads_are_shown_inert(
-    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
-    alice, bob = await buddies_with_keys(new_context, watch, live_server)
+    alice, bob = await buddies_with_keys(new_context, watch, shared_server, people)
     dialogs: list[str] = []
 
     async def refuse(dialog: Dialog) -> None:
@@ -363,13 +372,13 @@ async def test_classic_xss_payloads_are_shown_inert(
 
     for pm in (alice, bob):
         pm.page.on("dialog", refuse)
-    await alice.open_from_list("bob")
+    await alice.open_from_list(bob.name)
     for payload in XSS:
-        await alice.send("bob", payload)
-    await expect(bob.messages("alice")).to_have_count(len(XSS))
-    await bob.window("alice").locator(".pm__transcript").click()
+        await alice.send(bob.name, payload)
+    await expect(bob.messages(alice.name)).to_have_count(len(XSS))
+    await bob.window(alice.name).locator(".pm__transcript").click()
 
-    for pm, peer in ((alice, "bob"), (bob, "alice")):
+    for pm, peer in ((alice, bob.name), (bob, alice.name)):
         texts = await pm.messages(peer).locator(".pm-line__text").all_text_contents()
         assert texts == XSS
         injected = (
@@ -395,8 +404,13 @@ async def test_classic_xss_payloads_are_shown_inert(
     await bob.chat.assert_clean()
 
 
+# A server of its own: this journey stops and restarts the server.
 async def test_reconnect_resumes_with_the_cursor_nothing_missing_or_doubled(
-    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+    live_server: LiveServer,
+    people: Cast,
+    new_context: NewContext,
+    watch: Watch,
+    output_dir: Path,
 ) -> None:
     """Bob's socket goes through a gate: closing it cuts him off while Alice writes, so his
     reconnect must replay what he missed from his cursor; then the server itself restarts
@@ -404,7 +418,7 @@ async def test_reconnect_resumes_with_the_cursor_nothing_missing_or_doubled(
     gate = {"open": True}
     hellos: list[dict[str, Any]] = []
     routes: list[tuple[WebSocketRoute, WebSocketRoute]] = []
-    alice, bob = await buddies_with_keys(new_context, watch, live_server)
+    alice, bob = await buddies_with_keys(new_context, watch, live_server, people)
 
     async def through_gate(ws: WebSocketRoute) -> None:
         if not gate["open"]:
@@ -423,9 +437,9 @@ async def test_reconnect_resumes_with_the_cursor_nothing_missing_or_doubled(
     await bob.page.route_web_socket(re.compile(r"/ws(\?.*)?$"), through_gate)
     await bob.page.reload()
     await bob.chat.connected()
-    await alice.open_from_list("bob")
-    await alice.send("bob", "before the cut")
-    await expect(bob.messages("alice")).to_have_count(1)
+    await alice.open_from_list(bob.name)
+    await alice.send(bob.name, "before the cut")
+    await expect(bob.messages(alice.name)).to_have_count(1)
 
     # Cut Bob off: the gate refuses his reconnects while Alice writes three messages.
     gate["open"] = False
@@ -434,14 +448,18 @@ async def test_reconnect_resumes_with_the_cursor_nothing_missing_or_doubled(
     await page_side.close(code=1001, reason="cut")
     await expect(bob.chat.window).not_to_have_attribute("data-connection", "online")
     for n in range(1, 4):
-        await alice.send("bob", f"while you were away {n}")
-    await expect(alice.messages("bob")).to_have_count(4)
+        await alice.send(bob.name, f"while you were away {n}")
+    await expect(alice.messages(bob.name)).to_have_count(4)
     # Carol (an SDK client) writes more than one replay page (100) meanwhile.
     async with httpx.AsyncClient(base_url=live_server.url) as http:
-        carol = await person(http, live_server.url, "carol", display_name="Carol Singer")
+        carol = await person(
+            http, live_server.url, people.carol.username, display_name="Carol Singer"
+        )
         try:
             for n in range(1, 151):
-                sent = await post_message(http, carol, "bob", await carol.seal("bob", f"c{n}"))
+                sent = await post_message(
+                    http, carol, bob.name, await carol.seal(bob.name, f"c{n}")
+                )
                 assert sent.status_code == 201, sent.text
         finally:
             await carol.aclose()
@@ -449,26 +467,26 @@ async def test_reconnect_resumes_with_the_cursor_nothing_missing_or_doubled(
     gate["open"] = True
     await bob.page.evaluate("() => window.dispatchEvent(new Event('online'))")
     await bob.chat.connected()
-    await expect(bob.messages("alice")).to_have_count(4)
-    await expect(bob.messages("carol")).to_have_count(150)
+    await expect(bob.messages(alice.name)).to_have_count(4)
+    await expect(bob.messages(carol.name)).to_have_count(150)
     # Resumed from his cursor, page after page while the server said there was more.
     cursors = [int(h["cursor"]) for h in hellos[cut:] if isinstance(h.get("cursor"), int)]
     assert len(cursors) == len(hellos[cut:]) >= 2 and all(c > 0 for c in cursors), hellos
     assert cursors == sorted(set(cursors)), cursors  # each page from where the last ended
-    await expect(bob.messages("carol").locator(".pm-line__text")).to_have_text(
+    await expect(bob.messages(carol.name).locator(".pm-line__text")).to_have_text(
         [f"c{n}" for n in range(1, 151)]
     )
 
     # The server restarts; Alice sends while it is down: the line waits, then goes.
     live_server.stop()
     await expect(alice.chat.window).not_to_have_attribute("data-connection", "online")
-    await alice.send("bob", "sent during the restart")
-    await expect(alice.messages("bob").nth(4)).to_have_attribute("data-tick", "sending")
+    await alice.send(bob.name, "sent during the restart")
+    await expect(alice.messages(bob.name).nth(4)).to_have_attribute("data-tick", "sending")
     live_server.start()
     await alice.chat.connected(timeout=40_000)
     await bob.chat.connected(timeout=40_000)
-    await expect(alice.messages("bob").nth(4)).not_to_have_attribute("data-tick", "sending")
-    await expect(bob.messages("alice")).to_have_count(5)
+    await expect(alice.messages(bob.name).nth(4)).not_to_have_attribute("data-tick", "sending")
+    await expect(bob.messages(alice.name)).to_have_count(5)
 
     expected = [
         "before the cut",
@@ -477,7 +495,7 @@ async def test_reconnect_resumes_with_the_cursor_nothing_missing_or_doubled(
         "while you were away 3",
         "sent during the restart",
     ]
-    for pm, peer in ((alice, "bob"), (bob, "alice")):
+    for pm, peer in ((alice, bob.name), (bob, alice.name)):
         await expect(pm.messages(peer).locator(".pm-line__text")).to_have_text(expected)
         ids = await pm.messages(peer).evaluate_all("(ls) => ls.map((l) => Number(l.dataset.id))")
         assert ids == sorted(set(ids)) and len(ids) == 5
@@ -491,18 +509,18 @@ async def test_reconnect_resumes_with_the_cursor_nothing_missing_or_doubled(
 
 
 async def test_pm_window_on_a_phone(
-    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
-    alice, bob = await buddies_with_keys(new_context, watch, live_server, **PHONE)
-    await alice.chat.buddy("bob").dblclick()
-    window = alice.window("bob")
+    alice, bob = await buddies_with_keys(new_context, watch, shared_server, people, **PHONE)
+    await alice.chat.buddy(bob.name).dblclick()
+    window = alice.window(bob.name)
     await expect(window).to_be_visible()
-    await alice.send("bob", "Hello from my phone :D")
-    await expect(bob.badge("alice")).to_have_text("1")  # his window waits in the dock
-    await expect(bob.dock_item("alice")).to_be_visible()
-    await bob.dock_item("alice").click()
-    await bob.expect_text("alice", 0, "Hello from my phone 😀")
-    box = await bob.window("alice").bounding_box()
+    await alice.send(bob.name, "Hello from my phone :D")
+    await expect(bob.badge(alice.name)).to_have_text("1")  # his window waits in the dock
+    await expect(bob.dock_item(alice.name)).to_be_visible()
+    await bob.dock_item(alice.name).click()
+    await bob.expect_text(alice.name, 0, "Hello from my phone 😀")
+    box = await bob.window(alice.name).bounding_box()
     assert box is not None and round(box["width"]) == 390
     await bob.page.screenshot(path=output_dir / "phone-pm.png")
     await alice.page.screenshot(path=output_dir / "phone-pm-alice.png")
@@ -511,32 +529,34 @@ async def test_pm_window_on_a_phone(
 
 
 async def test_history_scrolls_up_page_by_page_keeping_the_view(
-    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
     """Carol (an SDK client with her own keys) sent Bob 120 messages while he was away;
     his window shows the newest page, and scrolling up brings the rest, in order, once."""
-    await register(live_server, BOB)
-    async with httpx.AsyncClient(base_url=live_server.url) as http:
-        carol = await person(http, live_server.url, "carol", display_name="Carol Singer")
+    await register(shared_server, people.bob)
+    async with httpx.AsyncClient(base_url=shared_server.url) as http:
+        carol = await person(
+            http, shared_server.url, people.carol.username, display_name="Carol Singer"
+        )
         try:
-            first = await open_pm_chat(new_context, watch, live_server, BOB)  # his keys
+            first = await open_pm_chat(new_context, watch, shared_server, people.bob)  # his keys
             await first.chat.assert_clean()
             await first.page.context.close()
-            await befriend(live_server, CAROL_SDK, BOB)
+            await befriend(shared_server, sdk_account(carol), people.bob)
             for n in range(1, 121):
-                envelope = await carol.seal("bob", f"message {n}")
-                sent = await post_message(http, carol, "bob", envelope)
+                envelope = await carol.seal(people.bob.username, f"message {n}")
+                sent = await post_message(http, carol, people.bob.username, envelope)
                 assert sent.status_code == 201, sent.text
         finally:
             await carol.aclose()
-    bob = await open_pm_chat(new_context, watch, live_server, BOB)  # a new browser
-    await expect(bob.badge("carol")).to_have_text("120")
+    bob = await open_pm_chat(new_context, watch, shared_server, people.bob)  # a new browser
+    await expect(bob.badge(carol.name)).to_have_text("120")
 
-    window = await bob.open_from_list("carol")
-    lines = bob.messages("carol")
+    window = await bob.open_from_list(carol.name)
+    lines = bob.messages(carol.name)
     await expect(lines).to_have_count(50)
     await expect(lines.last.locator(".pm-line__text")).to_have_text("message 120")
-    await expect(bob.badge("carol")).to_be_hidden()
+    await expect(bob.badge(carol.name)).to_be_hidden()
     transcript = window.locator(".pm__transcript")
     for count in (100, 120):
         top_id = await lines.first.get_attribute("data-id")
@@ -557,31 +577,33 @@ async def test_history_scrolls_up_page_by_page_keeping_the_view(
 
 
 async def test_locked_window_unlocks_and_an_unverifiable_message_says_why(
-    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
-    await register(live_server, ALICE, BOB)
-    await befriend(live_server, ALICE, BOB)
-    first = await open_pm_chat(new_context, watch, live_server, BOB)  # his keys, backed up
+    await register(shared_server, people.alice, people.bob)
+    await befriend(shared_server, people.alice, people.bob)
+    first = await open_pm_chat(new_context, watch, shared_server, people.bob)  # his keys, backed up
     await first.chat.assert_clean()
     await first.page.context.close()
-    alice = await open_pm_chat(new_context, watch, live_server, ALICE)
+    alice = await open_pm_chat(new_context, watch, shared_server, people.alice)
 
     # Bob in a new browser says "Not now" to unlocking: his windows are locked.
-    bob = await open_pm_chat(new_context, watch, live_server, BOB, keys=False)
+    bob = await open_pm_chat(new_context, watch, shared_server, people.bob, keys=False)
     restore = bob.page.locator("#keys-restore-dialog")
     await expect(restore).to_be_visible()
     await restore.get_by_role("button", name="Not now").click()
     await expect(restore).to_be_hidden()
-    await alice.open_from_list("bob")
-    await alice.send("bob", "Are you there? ;)")
-    window = bob.window("alice")
+    await alice.open_from_list(bob.name)
+    await alice.send(bob.name, "Are you there? ;)")
+    window = bob.window(alice.name)
     await expect(window).to_be_visible()  # it pops up all the same, locked
     await expect(window).to_have_attribute("data-locked", "true")
     await expect(window.locator(".pm__locked")).to_contain_text("encryption keys are locked")
-    await expect(bob.messages("alice").nth(0)).to_have_text(re.compile("unlock your keys to read"))
-    await expect(bob.input("alice")).to_be_disabled()
+    await expect(bob.messages(alice.name).nth(0)).to_have_text(
+        re.compile("unlock your keys to read")
+    )
+    await expect(bob.input(alice.name)).to_be_disabled()
     await expect(window.locator(".pm__send")).to_be_disabled()
-    await expect(alice.messages("bob").nth(0)).to_have_attribute("data-tick", "sent")
+    await expect(alice.messages(bob.name).nth(0)).to_have_attribute("data-tick", "sent")
     await bob.page.screenshot(path=output_dir / "locked.png")
 
     # Unlock from the window: the key dialog, the passphrase, and the message opens.
@@ -591,13 +613,13 @@ async def test_locked_window_unlocks_and_an_unverifiable_message_says_why(
     await restore.get_by_role("button", name="Unlock").click()
     await expect(restore).to_be_hidden(timeout=20_000)
     await expect(window).to_have_attribute("data-locked", "false")
-    await bob.expect_text("alice", 0, "Are you there? 😉")
-    await expect(bob.input("alice")).to_be_enabled()
-    await expect(alice.messages("bob").nth(0)).not_to_have_attribute("data-tick", "sent")
-    note = alice.notes("bob").last
+    await bob.expect_text(alice.name, 0, "Are you there? 😉")
+    await expect(bob.input(alice.name)).to_be_enabled()
+    await expect(alice.messages(bob.name).nth(0)).not_to_have_attribute("data-tick", "sent")
+    note = alice.notes(bob.name).last
     await expect(note.locator(".pm-line__text")).to_have_text("Bob Builder added a device.")
     await note.get_by_role("button", name="Safety number").click()
-    safety = alice.page.get_by_role("dialog", name="Safety number with bob")
+    safety = alice.page.get_by_role("dialog", name=f"Safety number with {bob.name}")
     await expect(safety).to_be_visible()
     await alice.page.screenshot(path=output_dir / "safety-from-window.png")
     await alice.page.keyboard.press("Escape")
@@ -605,22 +627,24 @@ async def test_locked_window_unlocks_and_an_unverifiable_message_says_why(
 
     # A message changed on the way (its body bytes flipped after sealing) is shown with
     # the reason it cannot be trusted, never silently dropped or shown as text.
-    async with httpx.AsyncClient(base_url=live_server.url) as http:
-        carol = await person(http, live_server.url, "carol", display_name="Carol Singer")
+    async with httpx.AsyncClient(base_url=shared_server.url) as http:
+        carol = await person(
+            http, shared_server.url, people.carol.username, display_name="Carol Singer"
+        )
         try:
-            envelope = await carol.seal("bob", "you will never see this text")
+            envelope = await carol.seal(bob.name, "you will never see this text")
             body = envelope["ct"]
             envelope["ct"] = ("A" if body[0] != "A" else "B") + body[1:]
-            sent = await post_message(http, carol, "bob", envelope)
+            sent = await post_message(http, carol, bob.name, envelope)
             assert sent.status_code == 201, sent.text
         finally:
             await carol.aclose()
-    odd = bob.messages("carol").nth(0)
+    odd = bob.messages(carol.name).nth(0)
     await expect(odd).to_have_attribute("data-state", "failed")
     await expect(odd.locator(".pm-line__text")).to_have_text(
         re.compile(r"^⚠This message could not be verified: .*signature check")
     )
-    await expect(bob.window("carol")).not_to_contain_text("you will never see this text")
+    await expect(bob.window(carol.name)).not_to_contain_text("you will never see this text")
     await bob.page.screenshot(path=output_dir / "unverifiable.png")
     await alice.chat.assert_clean()
     await bob.chat.assert_clean()
@@ -653,15 +677,15 @@ _HIDE_TAB = """
 
 
 async def test_a_message_to_a_hidden_tab_flashes_the_title_and_notifies(
-    live_server: LiveServer, new_context: NewContext, watch: Watch
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch
 ) -> None:
-    await register(live_server, ALICE, BOB)
-    await befriend(live_server, ALICE, BOB)
+    await register(shared_server, people.alice, people.bob)
+    await befriend(shared_server, people.alice, people.bob)
     alice = await open_pm_chat(
-        new_context, watch, live_server, ALICE, permissions=["notifications"]
+        new_context, watch, shared_server, people.alice, permissions=["notifications"]
     )
-    bob = await open_pm_chat(new_context, watch, live_server, BOB)
-    await alice.chat.expect_state("bob", "online")
+    bob = await open_pm_chat(new_context, watch, shared_server, people.bob)
+    await alice.chat.expect_state(bob.name, "online")
 
     # Permission is asked only from the dock's button; once decided, the button goes.
     await expect(alice.page.get_by_role("button", name="Desktop alerts")).to_be_hidden()
@@ -672,8 +696,8 @@ async def test_a_message_to_a_hidden_tab_flashes_the_title_and_notifies(
 
     title = await alice.page.title()
     await alice.page.evaluate(_HIDE_TAB)
-    await bob.open_from_list("alice")
-    await bob.send("alice", "Ping <b>from</b> Bob :)")
+    await bob.open_from_list(alice.name)
+    await bob.send(alice.name, "Ping <b>from</b> Bob :)")
     await expect(alice.page.locator("html")).to_have_attribute(
         "data-title-flash", "Bob Builder says…"
     )
@@ -683,10 +707,10 @@ async def test_a_message_to_a_hidden_tab_flashes_the_title_and_notifies(
         {
             "title": "Bob Builder — EchoChat",
             "body": "Ping <b>from</b> Bob :)",
-            "tag": "echochat-pm-bob",
+            "tag": f"echochat-pm-{bob.name}",
         }
     ]
-    await expect(alice.badge("bob")).to_have_text("1")  # not read while away
+    await expect(alice.badge(bob.name)).to_have_text("1")  # not read while away
 
     # Back to the tab: the title is itself again.
     await alice.page.evaluate(
@@ -701,39 +725,43 @@ async def test_a_message_to_a_hidden_tab_flashes_the_title_and_notifies(
 
 
 async def test_a_buddys_changed_keys_are_a_warning_in_the_window(
-    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
     """Carol (SDK) starts fresh with new keys: Bob's window with her says so, offers the
     safety number, and does not show her next message as if nothing had happened."""
-    await register(live_server, BOB)
-    async with httpx.AsyncClient(base_url=live_server.url) as http:
-        carol = await person(http, live_server.url, "carol", display_name="Carol Singer")
+    await register(shared_server, people.bob)
+    async with httpx.AsyncClient(base_url=shared_server.url) as http:
+        carol = await person(
+            http, shared_server.url, people.carol.username, display_name="Carol Singer"
+        )
         try:
-            bob = await open_pm_chat(new_context, watch, live_server, BOB)
-            await befriend(live_server, CAROL_SDK, BOB)
-            await expect(bob.chat.buddy("carol")).to_be_visible()
-            sent = await post_message(http, carol, "bob", await carol.seal("bob", "hello :)"))
+            bob = await open_pm_chat(new_context, watch, shared_server, people.bob)
+            await befriend(shared_server, sdk_account(carol), people.bob)
+            await expect(bob.chat.buddy(carol.name)).to_be_visible()
+            sent = await post_message(http, carol, bob.name, await carol.seal(bob.name, "hello :)"))
             assert sent.status_code == 201, sent.text
-            await bob.expect_text("carol", 0, "hello 🙂")  # her keys are pinned now
+            await bob.expect_text(carol.name, 0, "hello 🙂")  # her keys are pinned now
 
             ring = Keyring.generate()
             device = ring.add_device("carol-new-device")
             await e2ee.publish_device(carol.sdk, ring, device.device_id, reset_identity=True)
             carol.ring, carol.device = ring, device
             carol.directories.clear()
-            warning = bob.window("carol").locator('.pm-line--note[data-note="warning"]')
+            warning = bob.window(carol.name).locator('.pm-line--note[data-note="warning"]')
             await expect(warning).to_contain_text("Carol Singer's security keys changed")
             sent = await post_message(
-                http, carol, "bob", await carol.seal("bob", "it is me, honest")
+                http, carol, bob.name, await carol.seal(bob.name, "it is me, honest")
             )
             assert sent.status_code == 201, sent.text
         finally:
             await carol.aclose()
-    second = bob.messages("carol").nth(1)
+    second = bob.messages(carol.name).nth(1)
     await expect(second).to_have_attribute("data-state", "failed")
     await expect(second).to_contain_text("This message could not be verified: ")
-    await expect(bob.window("carol")).not_to_contain_text("it is me, honest")
+    await expect(bob.window(carol.name)).not_to_contain_text("it is me, honest")
     await bob.page.screenshot(path=output_dir / "keys-changed.png")
     await warning.get_by_role("button", name="Safety number").click()
-    await expect(bob.page.get_by_role("dialog", name="Safety number with carol")).to_be_visible()
+    await expect(
+        bob.page.get_by_role("dialog", name=f"Safety number with {carol.name}")
+    ).to_be_visible()
     await bob.chat.assert_clean()

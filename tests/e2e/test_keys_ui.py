@@ -30,14 +30,20 @@ from echochat.client import EchoChatClient, e2ee
 from echochat.client.e2ee import Keyring
 from echochat.domain.e2ee import b64e
 from tests.conftest import LiveServer
-from tests.e2e.accounts import ALICE, BOB, Account, sign_in
+from tests.e2e.accounts import ALICE, Account, Cast, sign_in
 from tests.e2e.buddylist import Chat, befriend, open_chat, register
-from tests.e2e.conftest import NewContext, Watch
+from tests.e2e.conftest import SHARED_LIMITS, NewContext, Watch
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 RECOVERY_KEY = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){12}$")
 PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def shared_server_env() -> dict[str, str]:
+    return SHARED_LIMITS
+
 
 # Every evaluation gets the page's KeySession (the one pages/chat.js made) as `s`.
 SESSION = """
@@ -125,15 +131,20 @@ async def sdk_user(client: EchoChatClient, device_id: str) -> tuple[Keyring, e2e
 
 
 async def test_first_sign_in_shows_the_recovery_key_once_and_backs_up(
-    live_server: LiveServer,
+    shared_server: LiveServer,
+    people: Cast,
     new_context: NewContext,
     watch: Watch,
     sdk_clients: list[EchoChatClient],
     output_dir: Path,
 ) -> None:
-    await register(live_server, ALICE)
+    await register(shared_server, people.alice)
     chat = await first_chat(
-        new_context, watch, live_server, ALICE, permissions=["clipboard-read", "clipboard-write"]
+        new_context,
+        watch,
+        shared_server,
+        people.alice,
+        permissions=["clipboard-read", "clipboard-write"],
     )
     page = chat.page
     await expect(lock(chat)).to_have_attribute("data-state", "locked")
@@ -155,14 +166,14 @@ async def test_first_sign_in_shows_the_recovery_key_once_and_backs_up(
     device_id = await in_session(page, "return s.deviceId;")
     identity = await in_session(page, "return s.identityKey;")
     # The server holds a backup that this recovery key opens (and only it), with this device.
-    client = await sdk(live_server, sdk_clients, ALICE)
+    client = await sdk(shared_server, sdk_clients, people.alice)
     with pytest.raises(e2ee.E2EEError) as wrong:
         await e2ee.load_backup(client, e2ee.new_recovery_key())
     assert wrong.value.code == "decrypt_failed"
     restored = await e2ee.load_backup(client, key)
     assert restored.version == 1
     assert list(restored.keyring.devices) == [device_id]
-    directory = await e2ee.fetch_keys(client, "alice")
+    directory = await e2ee.fetch_keys(client, people.alice.username)
     assert b64e(directory.identity_key) == identity
     assert restored.keyring.identity_key == directory.identity_key
     assert [d.device_id for d in directory.devices] == [device_id]
@@ -185,32 +196,35 @@ async def test_first_sign_in_shows_the_recovery_key_once_and_backs_up(
 
 
 async def test_second_browser_restores_with_the_recovery_key_and_reads_old_messages(
-    live_server: LiveServer,
+    shared_server: LiveServer,
+    people: Cast,
     new_context: NewContext,
     watch: Watch,
     sdk_clients: list[EchoChatClient],
     output_dir: Path,
 ) -> None:
-    await register(live_server, ALICE, BOB)
-    await befriend(live_server, ALICE, BOB)
-    first = await first_chat(new_context, watch, live_server, ALICE)
+    await register(shared_server, people.alice, people.bob)
+    await befriend(shared_server, people.alice, people.bob)
+    first = await first_chat(new_context, watch, shared_server, people.alice)
     key = await set_up_recovery_key(first)
     first_device = await in_session(first.page, "return s.deviceId;")
 
     # bob (an SDK program) writes to alice while she has one device: one wrap is hers
-    bob = await sdk(live_server, sdk_clients, BOB)
+    bob = await sdk(shared_server, sdk_clients, people.bob)
     _, bob_device = await sdk_user(bob, "bob-bot-0001")
     envelope = e2ee.seal_dm(
         "sealed before the second browser existed",
-        sender="bob",
+        sender=people.bob.username,
         sender_device_keys=bob_device,
-        peer=await e2ee.fetch_keys(bob, "alice"),
-        own=await e2ee.fetch_keys(bob, "bob"),
+        peer=await e2ee.fetch_keys(bob, people.alice.username),
+        own=await e2ee.fetch_keys(bob, people.bob.username),
         client_id="m-1",
     )
-    assert [k["device"] for k in envelope["keys"] if k["user"] == "alice"] == [first_device]
+    assert [k["device"] for k in envelope["keys"] if k["user"] == people.alice.username] == [
+        first_device
+    ]
 
-    second = await open_chat(new_context, watch, live_server, ALICE, dismiss_keys=False)
+    second = await open_chat(new_context, watch, shared_server, people.alice, dismiss_keys=False)
     page = second.page
     dialog = page.get_by_role("dialog", name="Unlock your messages")
     await expect(dialog).to_be_visible()
@@ -219,7 +233,7 @@ async def test_second_browser_restores_with_the_recovery_key_and_reads_old_messa
     locked = await in_session(
         page,
         "try { await s.openDm(arg); return 'opened'; } catch (e) { return [e.code, e.message]; }",
-        {"sender": "bob", "recipient": "alice", "envelope": envelope},
+        {"sender": people.bob.username, "recipient": people.alice.username, "envelope": envelope},
     )
     assert locked[0] == "locked" and "unlock" in locked[1]
     await page.screenshot(path=output_dir / "restore.png")
@@ -240,34 +254,34 @@ async def test_second_browser_restores_with_the_recovery_key_and_reads_old_messa
     opened = await in_session(
         page,
         "return (await s.openDm(arg)).payload;",
-        {"sender": "bob", "recipient": "alice", "envelope": envelope},
+        {"sender": people.bob.username, "recipient": people.alice.username, "envelope": envelope},
     )
     assert opened == {"type": "text", "text": "sealed before the second browser existed"}
 
     # the backup now holds both devices, and the directory lists both
-    alice = await sdk(live_server, sdk_clients, ALICE)
+    alice = await sdk(shared_server, sdk_clients, people.alice)
     restored = await e2ee.load_backup(alice, key)
     assert restored.version == 2
     assert sorted(restored.keyring.devices) == sorted([first_device, second_device])
-    listed = await e2ee.fetch_keys(alice, "alice")
+    listed = await e2ee.fetch_keys(alice, people.alice.username)
     assert sorted(d.device_id for d in listed.devices) == sorted([first_device, second_device])
 
     # what the second browser seals, bob (and alice's first browser) can open
     sealed = await in_session(
-        page, "return s.sealDm('bob', {type: 'text', text: 'hi bob'}, 'c-1');"
+        page, "return s.sealDm(arg, {type: 'text', text: 'hi bob'}, 'c-1');", people.bob.username
     )
     got = e2ee.open_envelope(
         sealed,
-        expected_conv="dm:alice:bob",
-        me_user="bob",
+        expected_conv=f"dm:{people.alice.username}:{people.bob.username}",
+        me_user=people.bob.username,
         my_device_keys=bob_device,
-        sender_keys=await e2ee.fetch_keys(bob, "alice"),
+        sender_keys=await e2ee.fetch_keys(bob, people.alice.username),
     )
     assert got.payload == {"type": "text", "text": "hi bob"}
     mine = await in_session(
         first.page,
         "return (await s.openDm(arg)).payload;",
-        {"sender": "alice", "recipient": "bob", "envelope": sealed},
+        {"sender": people.alice.username, "recipient": people.bob.username, "envelope": sealed},
     )
     assert mine == {"type": "text", "text": "hi bob"}
     await first.assert_clean()
@@ -275,14 +289,15 @@ async def test_second_browser_restores_with_the_recovery_key_and_reads_old_messa
 
 
 async def test_passphrase_instead_of_a_recovery_key(
-    live_server: LiveServer,
+    shared_server: LiveServer,
+    people: Cast,
     new_context: NewContext,
     watch: Watch,
     sdk_clients: list[EchoChatClient],
     output_dir: Path,
 ) -> None:
-    await register(live_server, ALICE)
-    first = await first_chat(new_context, watch, live_server, ALICE)
+    await register(shared_server, people.alice)
+    first = await first_chat(new_context, watch, shared_server, people.alice)
     page = first.page
     dialog = page.get_by_role("dialog", name="Protect your messages")
     await expect(dialog).to_be_visible()
@@ -303,10 +318,10 @@ async def test_passphrase_instead_of_a_recovery_key(
     await expect(dialog).to_be_hidden(timeout=20_000)
     await expect_unlocked(first)
 
-    client = await sdk(live_server, sdk_clients, ALICE)
+    client = await sdk(shared_server, sdk_clients, people.alice)
     assert (await e2ee.load_backup(client, PASSPHRASE)).version == 1
 
-    second = await open_chat(new_context, watch, live_server, ALICE, dismiss_keys=False)
+    second = await open_chat(new_context, watch, shared_server, people.alice, dismiss_keys=False)
     restore_dialog = second.page.get_by_role("dialog", name="Unlock your messages")
     await restore_dialog.get_by_label("Recovery key or passphrase").fill("correct horse battery")
     await restore_dialog.get_by_role("button", name="Unlock").click()
@@ -321,15 +336,16 @@ async def test_passphrase_instead_of_a_recovery_key(
 
 
 async def test_a_failed_publish_is_retried_without_a_second_identity(
-    live_server: LiveServer,
+    shared_server: LiveServer,
+    people: Cast,
     new_context: NewContext,
     watch: Watch,
     sdk_clients: list[EchoChatClient],
 ) -> None:
     """The backup is written, then publishing the device fails (the server is briefly
     unavailable): Continue again finishes the same keys, under the passphrase now typed."""
-    await register(live_server, ALICE)
-    chat = await first_chat(new_context, watch, live_server, ALICE)
+    await register(shared_server, people.alice)
+    chat = await first_chat(new_context, watch, shared_server, people.alice)
     page = chat.page
     failed: list[str] = []
 
@@ -359,13 +375,13 @@ async def test_a_failed_publish_is_retried_without_a_second_identity(
     await expect(dialog).to_be_hidden(timeout=20_000)
     await expect_unlocked(chat)
 
-    client = await sdk(live_server, sdk_clients, ALICE)
+    client = await sdk(shared_server, sdk_clients, people.alice)
     device_id = await in_session(page, "return s.deviceId;")
     restored = await e2ee.load_backup(client, PASSPHRASE)
     assert (restored.version, list(restored.keyring.devices)) == (2, [device_id])
     with pytest.raises(e2ee.E2EEError):
         await e2ee.load_backup(client, "first passphrase")
-    directory = await e2ee.fetch_keys(client, "alice")
+    directory = await e2ee.fetch_keys(client, people.alice.username)
     assert directory.identity_key == restored.keyring.identity_key
     assert [d.device_id for d in directory.devices] == [device_id]
     # the one refusal was ours
@@ -378,17 +394,18 @@ async def test_a_failed_publish_is_retried_without_a_second_identity(
 
 
 async def test_a_backup_written_meanwhile_is_merged_not_lost(
-    live_server: LiveServer,
+    shared_server: LiveServer,
+    people: Cast,
     new_context: NewContext,
     watch: Watch,
     sdk_clients: list[EchoChatClient],
 ) -> None:
-    await register(live_server, ALICE)
-    alice = await sdk(live_server, sdk_clients, ALICE)
+    await register(shared_server, people.alice)
+    alice = await sdk(shared_server, sdk_clients, people.alice)
     ring, _ = await sdk_user(alice, "alice-laptop-1")
     assert await e2ee.save_backup(alice, ring, PASSPHRASE) == 1
 
-    chat = await open_chat(new_context, watch, live_server, ALICE, dismiss_keys=False)
+    chat = await open_chat(new_context, watch, shared_server, people.alice, dismiss_keys=False)
     await expect(chat.page.get_by_role("dialog", name="Unlock your messages")).to_be_visible()
     # The page holds backup version 1. Another program adds a device and writes version 2.
     ring.add_device("alice-phone-02")
@@ -410,27 +427,28 @@ async def test_a_backup_written_meanwhile_is_merged_not_lost(
 
 
 async def test_start_fresh_explains_resets_and_warns(
-    live_server: LiveServer,
+    shared_server: LiveServer,
+    people: Cast,
     new_context: NewContext,
     watch: Watch,
     sdk_clients: list[EchoChatClient],
     output_dir: Path,
 ) -> None:
-    await register(live_server, ALICE, BOB)
-    await befriend(live_server, ALICE, BOB)
-    first = await first_chat(new_context, watch, live_server, ALICE)
+    await register(shared_server, people.alice, people.bob)
+    await befriend(shared_server, people.alice, people.bob)
+    first = await first_chat(new_context, watch, shared_server, people.alice)
     old_key = await set_up_recovery_key(first)
     old_identity = await in_session(first.page, "return s.identityKey;")
-    bob = await first_chat(new_context, watch, live_server, BOB)
+    bob = await first_chat(new_context, watch, shared_server, people.bob)
     await set_up_recovery_key(bob)
     # bob has talked with alice: her identity key is pinned in his browser
     await in_session(
         bob.page,
-        "window.__trust = []; s.on('trust', (e) => window.__trust.push(e));"
-        " await s.trust('alice');",
+        "window.__trust = []; s.on('trust', (e) => window.__trust.push(e)); await s.trust(arg);",
+        people.alice.username,
     )
 
-    second = await open_chat(new_context, watch, live_server, ALICE, dismiss_keys=False)
+    second = await open_chat(new_context, watch, shared_server, people.alice, dismiss_keys=False)
     page = second.page
     dialog = page.get_by_role("dialog", name="Unlock your messages")
     await dialog.get_by_role("button", name="I lost it — start fresh…").click()
@@ -459,8 +477,8 @@ async def test_start_fresh_explains_resets_and_warns(
     assert new_identity != old_identity
 
     # the server: a new identity with this one device; the backup opens with the new key only
-    client = await sdk(live_server, sdk_clients, ALICE)
-    directory = await e2ee.fetch_keys(client, "alice")
+    client = await sdk(shared_server, sdk_clients, people.alice)
+    directory = await e2ee.fetch_keys(client, people.alice.username)
     assert b64e(directory.identity_key) == new_identity
     assert [d.device_id for d in directory.devices] == [
         await in_session(page, "return s.deviceId;")
@@ -472,12 +490,13 @@ async def test_start_fresh_explains_resets_and_warns(
     # bob's browser is warned (keys.changed, then a verified comparison with the pin) ...
     await trust_events(bob.page, 1)
     assert await bob.page.evaluate("window.__trust") == [
-        {"peer": "alice", "kind": "identity_changed"}
+        {"peer": people.alice.username, "kind": "identity_changed"}
     ]
     refused = await in_session(
         bob.page,
-        "try { await s.sealDm('alice', {type: 'text', text: 'x'}, 'c-9'); return 'sealed'; }"
+        "try { await s.sealDm(arg, {type: 'text', text: 'x'}, 'c-9'); return 'sealed'; }"
         " catch (e) { return [e.code, e.message]; }",
+        people.alice.username,
     )
     assert refused[0] == "identity_changed" and "safety numbers" in refused[1]
     # ... and alice's first browser, whose keys are gone, locks and says why
@@ -496,15 +515,18 @@ async def test_start_fresh_explains_resets_and_warns(
 
 
 async def test_no_backup_offers_only_a_fresh_start(
-    live_server: LiveServer,
+    shared_server: LiveServer,
+    people: Cast,
     new_context: NewContext,
     watch: Watch,
     sdk_clients: list[EchoChatClient],
     output_dir: Path,
 ) -> None:
-    await register(live_server, ALICE)
-    await sdk_user(await sdk(live_server, sdk_clients, ALICE), "alice-bot-0001")  # no backup
-    chat = await first_chat(new_context, watch, live_server, ALICE)
+    await register(shared_server, people.alice)
+    await sdk_user(
+        await sdk(shared_server, sdk_clients, people.alice), "alice-bot-0001"
+    )  # no backup
+    chat = await first_chat(new_context, watch, shared_server, people.alice)
     fresh = chat.page.get_by_role("dialog", name="Start fresh?")
     await expect(fresh).to_be_visible()
     await expect(fresh).to_contain_text("no backup of them exists")
@@ -546,8 +568,8 @@ def svg_matrix(path: str, quiet: int = 4) -> list[str]:
     return ["".join("1" if (r, c) in cells else "0" for c in range(size)) for r in range(size)]
 
 
-async def test_qr_encoder_matches_segno(live_server: LiveServer, page: Page) -> None:
-    await page.goto(live_server.url + "/login")
+async def test_qr_encoder_matches_segno(shared_server: LiveServer, page: Page) -> None:
+    await page.goto(shared_server.url + "/login")
     cases: list[dict[str, Any]] = []
     payload = "echochat-safety:1:" + "0123456789abcdef" * 4
     for mask in range(8):
@@ -593,17 +615,18 @@ async def test_qr_encoder_matches_segno(live_server: LiveServer, page: Page) -> 
 
 
 async def test_safety_number_the_same_on_both_sides_with_qr_and_verified(
-    live_server: LiveServer,
+    shared_server: LiveServer,
+    people: Cast,
     new_context: NewContext,
     watch: Watch,
     sdk_clients: list[EchoChatClient],
     output_dir: Path,
 ) -> None:
-    await register(live_server, ALICE, BOB)
-    await befriend(live_server, ALICE, BOB)
-    alice = await first_chat(new_context, watch, live_server, ALICE)
+    await register(shared_server, people.alice, people.bob)
+    await befriend(shared_server, people.alice, people.bob)
+    alice = await first_chat(new_context, watch, shared_server, people.alice)
     await set_up_recovery_key(alice)
-    bob = await first_chat(new_context, watch, live_server, BOB)
+    bob = await first_chat(new_context, watch, shared_server, people.bob)
     await set_up_recovery_key(bob)
 
     async def show(chat: Chat, peer: str) -> Locator:
@@ -620,18 +643,18 @@ async def test_safety_number_the_same_on_both_sides_with_qr_and_verified(
         await expect(dialog.locator(".safety__group")).to_have_count(12)
         return dialog
 
-    alice_dialog = await show(alice, "bob")
-    bob_dialog = await show(bob, "alice")
+    alice_dialog = await show(alice, people.bob.username)
+    bob_dialog = await show(bob, people.alice.username)
     alice_groups = await alice_dialog.locator(".safety__group").all_text_contents()
     bob_groups = await bob_dialog.locator(".safety__group").all_text_contents()
     assert alice_groups == bob_groups
     assert all(re.fullmatch(r"\d{5}", g) for g in alice_groups)
-    client = await sdk(live_server, sdk_clients, ALICE)
+    client = await sdk(shared_server, sdk_clients, people.alice)
     number = e2ee.safety_number(
-        "alice",
-        (await e2ee.fetch_keys(client, "alice")).identity_key,
-        "bob",
-        (await e2ee.fetch_keys(client, "bob")).identity_key,
+        people.alice.username,
+        (await e2ee.fetch_keys(client, people.alice.username)).identity_key,
+        people.bob.username,
+        (await e2ee.fetch_keys(client, people.bob.username)).identity_key,
     )
     assert " ".join(alice_groups) == str(number)
     # the QR code, module for module, is segno's for the same payload
@@ -648,7 +671,7 @@ async def test_safety_number_the_same_on_both_sides_with_qr_and_verified(
 
     await alice_dialog.get_by_role("button", name="Mark as verified").click()
     await expect(alice_dialog.locator("#safety-state")).to_have_text(
-        "Verified: you compared safety numbers with bob"
+        f"Verified: you compared safety numbers with {people.bob.username}"
     )
     await expect(alice_dialog.get_by_role("button", name="Unmark as verified")).to_be_visible()
     await alice.page.screenshot(path=output_dir / "safety-number-verified.png")
@@ -657,38 +680,49 @@ async def test_safety_number_the_same_on_both_sides_with_qr_and_verified(
     await alice.page.reload()
     await alice.connected()
     await expect_unlocked(alice)
-    again = await show(alice, "bob")
+    again = await show(alice, people.bob.username)
     await expect(again.locator("#safety-state")).to_have_text(
-        "Verified: you compared safety numbers with bob"
+        f"Verified: you compared safety numbers with {people.bob.username}"
     )
-    assert await in_session(alice.page, "return (await s.trust('bob')).verified;") is True
+    assert (
+        await in_session(alice.page, "return (await s.trust(arg)).verified;", people.bob.username)
+        is True
+    )
     await again.get_by_role("button", name="Unmark as verified").click()
     await expect(again.locator("#safety-state")).to_have_text("Not verified yet")
-    assert await in_session(alice.page, "return (await s.trust('bob')).verified;") is False
+    assert (
+        await in_session(alice.page, "return (await s.trust(arg)).verified;", people.bob.username)
+        is False
+    )
     # bob never verified alice: verification is per side
-    assert await in_session(bob.page, "return (await s.trust('alice')).verified;") is False
+    assert (
+        await in_session(bob.page, "return (await s.trust(arg)).verified;", people.alice.username)
+        is False
+    )
     for chat in (alice, bob):
         await chat.assert_clean()
 
 
 async def test_a_buddys_new_device_is_announced_and_a_changed_key_can_be_accepted(
-    live_server: LiveServer,
+    shared_server: LiveServer,
+    people: Cast,
     new_context: NewContext,
     watch: Watch,
     sdk_clients: list[EchoChatClient],
     output_dir: Path,
 ) -> None:
-    await register(live_server, ALICE, BOB)
-    await befriend(live_server, ALICE, BOB)
-    bob_sdk = await sdk(live_server, sdk_clients, BOB)
+    await register(shared_server, people.alice, people.bob)
+    await befriend(shared_server, people.alice, people.bob)
+    bob_sdk = await sdk(shared_server, sdk_clients, people.bob)
     ring, _ = await sdk_user(bob_sdk, "bob-phone-0001")
-    alice = await first_chat(new_context, watch, live_server, ALICE)
+    alice = await first_chat(new_context, watch, shared_server, people.alice)
     await set_up_recovery_key(alice)
     page = alice.page
     before = await in_session(
         page,
         "window.__trust = []; s.on('trust', (e) => window.__trust.push(e));"
-        " return (await s.trust('bob')).devices;",
+        " return (await s.trust(arg)).devices;",
+        people.bob.username,
     )
     assert [(d["device_id"], d["isNew"]) for d in before] == [("bob-phone-0001", False)]
 
@@ -697,27 +731,30 @@ async def test_a_buddys_new_device_is_announced_and_a_changed_key_can_be_accepte
     await e2ee.publish_device(bob_sdk, ring, "bob-tablet-002", label="Tablet")
     await trust_events(page, 1)
     assert await page.evaluate("window.__trust") == [
-        {"peer": "bob", "kind": "device_added", "device_id": "bob-tablet-002"}
+        {"peer": people.bob.username, "kind": "device_added", "device_id": "bob-tablet-002"}
     ]
-    devices = await in_session(page, "return (await s.trust('bob')).devices;")
+    devices = await in_session(page, "return (await s.trust(arg)).devices;", people.bob.username)
     assert {d["device_id"]: d["isNew"] for d in devices} == {
         "bob-phone-0001": False,
         "bob-tablet-002": True,
     }
     # messages to bob now go to both of his devices
-    sealed = await in_session(page, "return s.sealDm('bob', {type: 'text', text: 'yo'}, 'c-1');")
-    assert sorted(k["device"] for k in sealed["keys"] if k["user"] == "bob") == [
+    sealed = await in_session(
+        page, "return s.sealDm(arg, {type: 'text', text: 'yo'}, 'c-1');", people.bob.username
+    )
+    assert sorted(k["device"] for k in sealed["keys"] if k["user"] == people.bob.username) == [
         "bob-phone-0001",
         "bob-tablet-002",
     ]
     await page.evaluate(
-        """async () => {
+        """async (peer) => {
           const ks = await import("/static/js/state/keysession.js");
           const { showSafetyNumber } = await import("/static/js/ui/safety.js");
-          showSafetyNumber(ks.currentSession(), "bob");
-        }"""
+          showSafetyNumber(ks.currentSession(), peer);
+        }""",
+        people.bob.username,
     )
-    dialog = page.get_by_role("dialog", name="Safety number with bob")
+    dialog = page.get_by_role("dialog", name=f"Safety number with {people.bob.username}")
     await expect(dialog.locator(".safety__device", has_text="Tablet")).to_contain_text("new")
     await page.screenshot(path=output_dir / "safety-new-device.png")
     await dialog.locator(".dialog__actions").get_by_role("button", name="Close").click()
@@ -726,26 +763,26 @@ async def test_a_buddys_new_device_is_announced_and_a_changed_key_can_be_accepte
     await e2ee.remove_device(bob_sdk, "bob-tablet-002")
     await trust_events(page, 2)
     assert (await page.evaluate("window.__trust[1]")) == {
-        "peer": "bob",
+        "peer": people.bob.username,
         "kind": "device_removed",
         "device_id": "bob-tablet-002",
     }
 
     # a device added while alice's page is closed is reported when she next looks
-    await page.goto(live_server.url + "/devices")
+    await page.goto(shared_server.url + "/devices")
     ring.add_device("bob-laptop-03")
     await e2ee.publish_device(bob_sdk, ring, "bob-laptop-03", label="Laptop")
-    await page.goto(live_server.url + "/chat")
+    await page.goto(shared_server.url + "/chat")
     await alice.connected()
     await expect_unlocked(alice)
     await in_session(page, "window.__trust = []; s.on('trust', (e) => window.__trust.push(e));")
-    later = await in_session(page, "return (await s.trust('bob')).devices;")
+    later = await in_session(page, "return (await s.trust(arg)).devices;", people.bob.username)
     assert {d["device_id"]: d["isNew"] for d in later} == {
         "bob-phone-0001": False,
         "bob-laptop-03": True,
     }
     assert await page.evaluate("window.__trust") == [
-        {"peer": "bob", "kind": "device_added", "device_id": "bob-laptop-03"}
+        {"peer": people.bob.username, "kind": "device_added", "device_id": "bob-laptop-03"}
     ]
     await page.evaluate("window.__trust = []")
 
@@ -754,21 +791,27 @@ async def test_a_buddys_new_device_is_announced_and_a_changed_key_can_be_accepte
     fresh.add_device("bob-phone-0002")
     await e2ee.publish_device(bob_sdk, fresh, "bob-phone-0002", reset_identity=True)
     await trust_events(page, 1)
-    assert (await page.evaluate("window.__trust[0]")) == {"peer": "bob", "kind": "identity_changed"}
+    assert (await page.evaluate("window.__trust[0]")) == {
+        "peer": people.bob.username,
+        "kind": "identity_changed",
+    }
     await page.evaluate(
-        """async () => {
+        """async (peer) => {
           const ks = await import("/static/js/state/keysession.js");
           const { showSafetyNumber } = await import("/static/js/ui/safety.js");
-          showSafetyNumber(ks.currentSession(), "bob");
-        }"""
+          showSafetyNumber(ks.currentSession(), peer);
+        }""",
+        people.bob.username,
     )
-    await expect(dialog.locator("#safety-changed")).to_contain_text("bob's keys changed.")
+    await expect(dialog.locator("#safety-changed")).to_contain_text(
+        f"{people.bob.username}'s keys changed."
+    )
     await expect(dialog.locator("#safety-state")).to_have_text("New keys, not accepted yet")
     await page.screenshot(path=output_dir / "safety-keys-changed.png")
     number = e2ee.safety_number(
-        "alice",
-        (await e2ee.fetch_keys(bob_sdk, "alice")).identity_key,
-        "bob",
+        people.alice.username,
+        (await e2ee.fetch_keys(bob_sdk, people.alice.username)).identity_key,
+        people.bob.username,
         fresh.identity_key,
     )
     assert " ".join(await dialog.locator(".safety__group").all_text_contents()) == str(number)
@@ -776,10 +819,14 @@ async def test_a_buddys_new_device_is_announced_and_a_changed_key_can_be_accepte
     await dialog.get_by_role("button", name="Accept the new keys").click()
     await expect(dialog.locator("#safety-changed")).to_be_hidden()
     await expect(dialog.locator("#safety-state")).to_have_text("Not verified yet")
-    sealed = await in_session(page, "return s.sealDm('bob', {type: 'text', text: 'ok'}, 'c-2');")
-    assert [k["device"] for k in sealed["keys"] if k["user"] == "bob"] == ["bob-phone-0002"]
+    sealed = await in_session(
+        page, "return s.sealDm(arg, {type: 'text', text: 'ok'}, 'c-2');", people.bob.username
+    )
+    assert [k["device"] for k in sealed["keys"] if k["user"] == people.bob.username] == [
+        "bob-phone-0002"
+    ]
     assert (await page.evaluate("window.__trust[1]")) == {
-        "peer": "bob",
+        "peer": people.bob.username,
         "kind": "identity_accepted",
     }
     await alice.assert_clean()
@@ -789,9 +836,9 @@ async def test_a_buddys_new_device_is_announced_and_a_changed_key_can_be_accepte
 
 
 async def test_no_secure_context_says_so(
-    live_server: LiveServer, new_context: NewContext, watch: Watch, output_dir: Path
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch, output_dir: Path
 ) -> None:
-    await register(live_server, ALICE)
+    await register(shared_server, people.alice)
     context = await new_context()
     # What a page served over plain http from another host sees.
     await context.add_init_script(
@@ -799,8 +846,10 @@ async def test_no_secure_context_says_so(
     )
     page = await context.new_page()
     problems = await watch(page)
-    await sign_in(page, live_server, "alice", ALICE.password, "/login?next=/chat")
-    await page.wait_for_url(live_server.url + "/chat")
+    await sign_in(
+        page, shared_server, people.alice.username, people.alice.password, "/login?next=/chat"
+    )
+    await page.wait_for_url(shared_server.url + "/chat")
     dialog = page.get_by_role("dialog", name="Encryption unavailable")
     await expect(dialog).to_contain_text("needs a secure connection")
     await expect(page.locator("#keys-alert")).to_contain_text("needs a secure connection")
@@ -809,6 +858,8 @@ async def test_no_secure_context_says_so(
     await problems.assert_clean()
 
 
+# A server of its own: its backup download limit (2 an hour per account) is too low for the
+# other journeys, which download their users' backups several times.
 async def test_too_many_backup_downloads_say_so(
     live_server_factory: Any,
     new_context: NewContext,
