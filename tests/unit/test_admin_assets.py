@@ -180,3 +180,28 @@ def test_the_public_static_tree_holds_no_trace_of_the_panel() -> None:
             text = path.read_text(encoding="utf-8")
             for trace in ("/admin/assets", "admin-panel", "admin-pane"):
                 assert trace not in text, (path, trace)
+
+
+async def test_a_banned_admin_and_an_ended_session_get_nothing(site: Site) -> None:
+    alice = await site.browser("alice", "admin")
+    carol = await site.browser("carol", "admin")
+    assert (await alice.get("/admin/assets/panel.js")).status_code == 200
+    csrf = {"X-CSRF-Token": carol.cookies["echochat_csrf"]}
+    banned = await carol.patch(
+        f"{API}/admin/users/alice", json={"banned": True, "ban_reason": "test"}, headers=csrf
+    )
+    assert banned.status_code == 200, banned.text
+    refused = await alice.get("/admin/assets/panel.js")
+    assert refused.status_code in {401, 403}, refused.text
+    assert refused.headers["cache-control"] == "no-store"
+    assert "javascript" not in refused.headers["content-type"]
+
+    # Signed out: the old access cookie (still within its lifetime) no longer opens it.
+    access = carol.cookies["echochat_access"]
+    logout = await carol.post(f"{API}/auth/logout", json={}, headers=csrf)
+    assert logout.status_code in {200, 204}, logout.text
+    carol.cookies.clear()
+    carol.cookies.set("echochat_access", access)
+    ended = await carol.get("/admin/assets/panel.js")
+    assert ended.status_code == 401, ended.text
+    assert ended.json()["error"]["code"] == "session_revoked"
