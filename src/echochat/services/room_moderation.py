@@ -28,7 +28,6 @@ from echochat.domain.text import clean_line
 from echochat.services import rooms as rooms_service
 from echochat.services.accounts import Principal
 from echochat.services.context import Context
-from echochat.store import audit
 from echochat.store import rooms as store
 from echochat.store.rooms import MemberRow, RoomRow
 
@@ -79,11 +78,10 @@ async def _audit(
     ip: str,
     **details: object,
 ) -> None:
-    await audit.append_txn(
+    await rooms_service.audit_txn(
         conn,
-        actor=principal.username,
-        actor_id=principal.user_id,
-        action=action,
+        principal,
+        action,
         target_type="user",
         target=target,
         ip=ip,

@@ -48,6 +48,7 @@ __all__ = [
     "announce_removed",
     "announce_update",
     "announce_with_member",
+    "audit_txn",
     "browse",
     "capacity",
     "categories",
@@ -63,6 +64,7 @@ __all__ = [
     "members",
     "my_rooms",
     "need_member",
+    "room_label",
     "room_public",
     "set_role",
     "staff",
@@ -91,6 +93,34 @@ def capacity(ctx: Context, room: RoomRow) -> int:
         room_capacity=s.room_capacity,
         group_max=s.group_max_members,
         encrypted_group_max=s.encrypted_group_max_members,
+    )
+
+
+def room_label(room: RoomRow) -> str:
+    """How the audit log names a room."""
+    return f"#{room.id} {room.name}"
+
+
+async def audit_txn(
+    conn: store.Conn,
+    principal: Principal,
+    action: str,
+    *,
+    target_type: str,
+    target: str,
+    ip: str,
+    details: dict[str, object],
+) -> None:
+    """One audit row for a room action of ``principal``, in the action's transaction."""
+    await audit.append_txn(
+        conn,
+        actor=principal.username,
+        actor_id=principal.user_id,
+        action=action,
+        target_type=target_type,
+        target=target,
+        ip=ip,
+        details=details,
     )
 
 
@@ -440,18 +470,7 @@ async def leave(ctx: Context, principal: Principal, room_id: int, *, ip: str = "
                 code="owner_must_transfer",
             )
         if room.kind == "group" and not others:
-            public = room_public(ctx, room, 0)
-            await store.delete_room_txn(conn, room_id)
-            await audit.append_txn(
-                conn,
-                actor=principal.username,
-                actor_id=principal.user_id,
-                action="room.delete",
-                target_type="room",
-                target=f"#{room.id} {room.name}",
-                ip=ip,
-                details={"kind": room.kind, "reason": "last member left"},
-            )
+            public = await _delete_txn(ctx, conn, principal, room, [], ip, "last member left")
         else:
             public = None
             await store.remove_member_txn(conn, room_id, principal.user_id)
@@ -493,13 +512,12 @@ async def update(
             )
         await store.update_room_txn(conn, room_id, **values)
         if room.kind == "public" or mine is None:
-            await audit.append_txn(
+            await audit_txn(
                 conn,
-                actor=principal.username,
-                actor_id=principal.user_id,
-                action="room.update",
+                principal,
+                "room.update",
                 target_type="room",
-                target=f"#{room.id} {room.name}",
+                target=room_label(room),
                 ip=ip,
                 details={k: str(v) for k, v in values.items()},
             )
@@ -508,6 +526,32 @@ async def update(
     assert new is not None
     await announce_update(ctx, recipients, room_public(ctx, new, len(recipients)))
     return _detail(ctx, new, len(recipients), mine)
+
+
+async def _delete_txn(
+    ctx: Context,
+    conn: store.Conn,
+    principal: Principal,
+    room: RoomRow,
+    members: list[int],
+    ip: str,
+    reason: str,
+) -> RoomPublic:
+    """Delete the room (members, bans, invites and messages go with it) and audit it; the
+    room as it was, for the ``room.update`` that follows the commit."""
+    public = room_public(ctx, room, len(members))
+    await store.delete_room_txn(conn, room.id)
+    details: dict[str, object] = {"kind": room.kind, "members": len(members), "reason": reason}
+    await audit_txn(
+        conn,
+        principal,
+        "room.delete",
+        target_type="room",
+        target=room_label(room),
+        ip=ip,
+        details=details,
+    )
+    return public
 
 
 async def delete(ctx: Context, principal: Principal, room_id: int, *, ip: str = "") -> None:
@@ -520,18 +564,7 @@ async def delete(ctx: Context, principal: Principal, room_id: int, *, ip: str = 
         if not staff(principal) and (mine is None or mine.role != "owner"):
             raise Forbidden("only the group's owner may delete it", code="not_owner")
         recipients = await store.members_of(conn, room_id)
-        public = room_public(ctx, room, len(recipients))
-        await store.delete_room_txn(conn, room_id)
-        await audit.append_txn(
-            conn,
-            actor=principal.username,
-            actor_id=principal.user_id,
-            action="room.delete",
-            target_type="room",
-            target=f"#{room.id} {room.name}",
-            ip=ip,
-            details={"kind": room.kind, "members": len(recipients)},
-        )
+        public = await _delete_txn(ctx, conn, principal, room, recipients, ip, "deleted")
     await announce_update(ctx, recipients, public, deleted=True)
 
 
@@ -559,11 +592,10 @@ async def transfer(
             await store.set_role_txn(conn, room_id, old_owner, "moderator")
         await store.set_role_txn(conn, room_id, target_id, "owner")
         await store.update_room_txn(conn, room_id, owner_id=target_id)
-        await audit.append_txn(
+        await audit_txn(
             conn,
-            actor=principal.username,
-            actor_id=principal.user_id,
-            action="room.owner",
+            principal,
+            "room.owner",
             target_type="user",
             target=target_name,
             ip=ip,
@@ -604,11 +636,10 @@ async def set_role(
         if theirs.role == role:
             return role
         await store.set_role_txn(conn, room_id, target_id, role)
-        await audit.append_txn(
+        await audit_txn(
             conn,
-            actor=principal.username,
-            actor_id=principal.user_id,
-            action="room.role",
+            principal,
+            "room.role",
             target_type="user",
             target=target_name,
             ip=ip,

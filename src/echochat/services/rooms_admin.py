@@ -23,7 +23,6 @@ from echochat.domain.rooms import (
 from echochat.services import rooms as rooms_service
 from echochat.services.accounts import Principal
 from echochat.services.context import Context
-from echochat.store import audit
 from echochat.store import rooms as store
 from echochat.store.rooms import CategoryRow
 
@@ -56,15 +55,8 @@ async def _audit(
     ip: str,
     details: dict[str, Any],
 ) -> None:
-    await audit.append_txn(
-        conn,
-        actor=principal.username,
-        actor_id=principal.user_id,
-        action=action,
-        target_type=target_type,
-        target=target,
-        ip=ip,
-        details=details,
+    await rooms_service.audit_txn(
+        conn, principal, action, target_type=target_type, target=target, ip=ip, details=details
     )
 
 
@@ -253,7 +245,7 @@ async def update_room(
             principal,
             "room.update",
             "room",
-            f"#{room.id} {room.name}",
+            rooms_service.room_label(room),
             ip,
             {k: None if v is None else str(v) for k, v in values.items()},
         )
