@@ -44,7 +44,8 @@ const TYPING_REPEAT_MS = 3000;
 const TOP_SLACK_PX = 48;
 const BOTTOM_SLACK_PX = 24;
 const MAX_NOTES = 200;
-const NARROW = "(max-width: 52rem)";
+/** Wider than this (40rem), the member list stays beside the transcript. */
+const WIDE_PX = 640;
 const ROLE_BADGE = { owner: "Owner", moderator: "Mod", member: "" };
 const SHOWN = { online: "Online", away: "Away", busy: "Busy", offline: "Offline" };
 
@@ -96,9 +97,17 @@ export class RoomView {
     /** @type {Line[]} the lines shown, in order */
     this.shown = [];
     this.bind();
-    // Crossing the narrow breakpoint: the member list shows beside the transcript on a wide
-    // window, and is an overlay to open on a narrow one.
-    window.matchMedia(NARROW).addEventListener("change", (event) => this.showMembers(!event.matches));
+    // The member list shows beside the transcript in a wide room, and is an overlay to open
+    // in a narrow one (css/rooms.css: the same width, as a container query).
+    /** @type {boolean | null} */
+    this.wide = null;
+    new ResizeObserver(() => {
+      const wide = this.root.clientWidth >= WIDE_PX;
+      if (this.root.clientWidth && wide !== this.wide) {
+        this.wide = wide;
+        this.showMembers(wide);
+      }
+    }).observe(this.root);
   }
 
   bind() {
@@ -195,8 +204,8 @@ export class RoomView {
       this.shown = [];
       this.input.value = "";
       this.typingLine.textContent = "";
-      // A narrow window starts with the transcript; a wide one shows the members too.
-      this.showMembers(!window.matchMedia(NARROW).matches);
+      // A narrow room starts with the transcript; a wide one shows the members too.
+      this.showMembers(this.wide !== false);
     }
     this.root.dataset.room = String(room.id);
     this.root.dataset.kind = room.kind;
