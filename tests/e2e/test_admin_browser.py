@@ -135,6 +135,8 @@ async def test_admin_panel_journey(
     await carol_pm.send(BOB.username, "Cheap pills at spam.example!")
     line = bob_pm.messages(CAROL.username).first
     await expect(line.locator(".pm-line__text")).to_have_text("Cheap pills at spam.example!")
+    await line.hover()
+    await shoot(bob.page, output_dir / "pm-report-button.png")
     await line.get_by_role("button", name="Report this message from Carol Singer").click()
     await expect(dialog).to_be_visible()
     await expect(dialog.locator("#report-title")).to_have_text("Report a message")
@@ -158,10 +160,14 @@ async def test_admin_panel_journey(
     )
     await expect(panel.locator("#admin-online")).to_have_text("3")
     await expect(panel.locator("#admin-chart-signups svg rect")).not_to_have_count(0)
+    await expect(panel.locator("#admin-open-reports")).to_have_text("2")
     await shoot(page, output_dir / "tab-dashboard.png")
 
     # --- reports: resolve Bob's reports; Bob is told --------------------------------------------
-    await open_tab(page, "Reports")
+    await panel.get_by_role("button", name="Review reports").click()
+    await expect(panel.get_by_role("tab", name="Reports")).to_have_attribute(
+        "aria-selected", "true"
+    )
     reports = panel.locator(".admin-report")
     await expect(reports).to_have_count(2)
     message_report = reports.filter(has_text="Spam in a private message.")

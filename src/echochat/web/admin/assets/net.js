@@ -45,9 +45,16 @@ export const updateSettings = (changes) => api("PATCH", "/admin/settings", chang
 /** @param {string} query from state.auditQuery */
 export const audit = (query) => api("GET", `/admin/audit${query}`);
 
-/** @param {string} status "" for all */
-export function reports(status) {
-  return api("GET", `/admin/reports${status ? `?status=${e(status)}` : ""}`);
+/**
+ * @param {string} status open | dismissed | actioned
+ * @param {number} [limit]
+ */
+export function reports(status, limit) {
+  const query = new URLSearchParams({ status });
+  if (limit) {
+    query.set("limit", String(limit));
+  }
+  return api("GET", `/admin/reports?${query}`);
 }
 
 /**

@@ -25,12 +25,13 @@ const TAB_KEY = "echochat.admin.tab";
 
 /**
  * @param {string} name
+ * @param {(name: string) => void} show switch to another tab
  * @returns {{load: () => Promise<void>} | null}
  */
-function makeTab(name) {
+function makeTab(name, show) {
   switch (name) {
     case "dashboard":
-      return new DashboardTab();
+      return new DashboardTab({ showTab: show });
     case "users":
       return new UsersTab({ confirm });
     case "settings":
@@ -64,9 +65,11 @@ function start() {
   });
   /** @type {Map<string, {load: () => Promise<void>}>} */
   const tabs = new Map();
+  /** @type {(name: string) => void} set once `select` exists */
+  let show = () => {};
   for (const button of buttons) {
     const name = button.dataset.tab ?? "";
-    const tab = makeTab(name);
+    const tab = makeTab(name, (other) => show(other));
     if (tab) {
       tabs.set(name, tab);
     }
@@ -104,6 +107,12 @@ function start() {
     }
     root.dataset.tab = name;
     tabs.get(name)?.load();
+  };
+
+  show = (name) => {
+    if (tabs.has(name)) {
+      select(name, true);
+    }
   };
 
   for (const [index, button] of buttons.entries()) {

@@ -9,10 +9,13 @@ import { byId } from "/static/js/ui/dom.js";
 import { problemText, setStatus } from "/static/js/ui/forms.js";
 import { renderBarChart } from "../charts.js";
 import * as net from "../net.js";
-import { normalizeStats } from "../state.js";
+import { listOf, normalizeStats } from "../state.js";
+
+const REPORTS_PAGE = 100;
 
 export class DashboardTab {
-  constructor() {
+  /** @param {{showTab: (name: string) => void}} deps */
+  constructor({ showTab }) {
     this.status = byId("admin-stats-status", HTMLElement);
     this.online = byId("admin-online", HTMLElement);
     this.messages = byId("admin-chart-messages", HTMLElement);
@@ -21,6 +24,11 @@ export class DashboardTab {
     /** @type {Map<HTMLElement, ResizeObserver>} */
     this.observers = new Map();
     byId("admin-stats-refresh", HTMLButtonElement).addEventListener("click", () => this.load());
+    // Moderators and admins: how many reports wait (capped at one page of the queue).
+    this.openReports = document.getElementById("admin-open-reports");
+    document
+      .getElementById("admin-review-reports")
+      ?.addEventListener("click", () => showTab("reports"));
   }
 
   async load() {
@@ -37,6 +45,16 @@ export class DashboardTab {
       this.chart(this.signups, shown.signups, "Sign-ups per day");
     } else {
       setStatus(this.status, problemText(stats.reason), "error");
+    }
+    if (this.openReports) {
+      try {
+        const queue = await net.reports("open", REPORTS_PAGE);
+        const count = listOf(queue, "reports").length;
+        this.openReports.textContent = count >= REPORTS_PAGE ? `${REPORTS_PAGE}+` : String(count);
+        this.openReports.dataset.count = String(count);
+      } catch {
+        this.openReports.textContent = "?";
+      }
     }
     if (me.status === "fulfilled") {
       const db = me.value?.database ?? {};
