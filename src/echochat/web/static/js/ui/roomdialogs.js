@@ -68,7 +68,7 @@ export class RoomDialogs {
     this.fetching = 0;
     /** @type {number | null} the room of the invite dialog */
     this.inviteRoom = null;
-    /** @type {{room: number, username: string} | null} */
+    /** @type {{room: number, username: string, name: string} | null} */
     this.banning = null;
     /** @type {number | null} the room of the name-and-topic dialog */
     this.editing = null;
@@ -347,7 +347,8 @@ export class RoomDialogs {
       }
       await net.ban(target.room, target.username, reason.trim(), Number(minutes) || null);
       dialog.close();
-      this.say(`${target.username} is banned from the room.`, "success");
+      const room = this.rooms.rooms.get(target.room)?.name ?? "the room";
+      this.say(`${target.name} is banned from ${room}.`, "success");
     });
   }
 
@@ -357,7 +358,7 @@ export class RoomDialogs {
    * @param {string} name
    */
   openBan(room, username, name) {
-    this.banning = { room, username };
+    this.banning = { room, username, name };
     byId("ban-intro", HTMLElement).textContent =
       `Ban ${name} from ${this.rooms.rooms.get(room)?.name ?? "the room"}: they leave it now and cannot come back until the ban ends.`;
     const form = byId("ban-form", HTMLFormElement);

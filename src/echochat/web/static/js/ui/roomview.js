@@ -444,14 +444,15 @@ export class RoomView {
     } else {
       body.textContent = "Decrypting…";
     }
+    // The time first: on a narrow room the line flows and the time floats at its top right.
     node.append(
-      el("span", { className: "room-line__who", text: name, attrs: { title: line.sender } }),
-      body,
       el("time", {
         className: "room-line__time",
         text: timeFormat.format(when),
         attrs: { datetime: when.toISOString(), title: dateFormat.format(when) },
       }),
+      el("span", { className: "room-line__who", text: name, attrs: { title: line.sender } }),
+      body,
     );
     if (line.id !== null) {
       node.append(
