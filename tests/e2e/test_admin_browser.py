@@ -275,6 +275,9 @@ async def test_admin_panel_journey(
     await shoot(page, output_dir / "narrow-users.png")
     await open_tab(page, "Settings")
     await shoot(page, output_dir / "narrow-settings.png")
+    await open_tab(page, "Dashboard")
+    await expect(panel.locator("#admin-chart-messages svg")).to_have_count(1)
+    await shoot(page, output_dir / "narrow-dashboard.png")
 
     pure = await page.evaluate(PURE_CHECKS)
     assert pure["moderator"] == ["dashboard", "rooms", "reports"]
