@@ -92,6 +92,10 @@ export function openReport(about) {
       : `Tell the moderators what is wrong with this message from ${who}.`;
   const excerptBox = byId("report-excerpt-box", HTMLElement);
   excerptBox.hidden = about.kind === "user" || !about.text;
+  byId("report-include-hint", HTMLElement).textContent =
+    about.kind === "dm"
+      ? "Private messages are end-to-end encrypted: the moderators can only see the text if you send it with your report."
+      : "Sending the text shows the moderators exactly what you saw.";
   byId("report-quote", HTMLElement).textContent = about.text ?? "";
   openDialog(dialog, byId("report-reason", HTMLTextAreaElement));
 }
