@@ -83,6 +83,28 @@ class BusContract:
         assert got == [("ordered", p) for p in payloads]
         await sub.close()
 
+    async def test_publish_many_keeps_order_per_channel_and_reaches_only_subscribers(
+        self, bus: Bus
+    ) -> None:
+        both = await bus.subscribe("many:a", "many:b")
+        only_b = await bus.subscribe("many:b")
+        sent = [(f"many:{'ab'[i % 3 == 0]}", f"m{i}".encode()) for i in range(60)]
+        sent.insert(7, ("many:nobody", b"lost"))
+        await bus.publish_many(sent)
+        await bus.publish_many([])
+        await bus.publish_many([("many:a", b"alone")])
+        expected = [m for m in sent if m[0] != "many:nobody"] + [("many:a", b"alone")]
+        got = [await next_message(both) for _ in expected]
+        # one publisher: the order holds within each channel (and here across them too)
+        for channel in ("many:a", "many:b"):
+            assert [m for m in got if m[0] == channel] == [m for m in expected if m[0] == channel]
+        b_only = [m for m in expected if m[0] == "many:b"]
+        assert [await next_message(only_b) for _ in b_only] == b_only
+        await bus.publish("many:b", b"marker")
+        assert await next_message(only_b) == ("many:b", b"marker")  # nothing else was queued
+        for sub in (both, only_b):
+            await sub.close()
+
     async def test_payloads_are_opaque_bytes(self, bus: Bus) -> None:
         sub = await bus.subscribe("binary")
         payload = bytes(range(256)) + "é€😀".encode()

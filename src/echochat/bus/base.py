@@ -142,6 +142,11 @@ class Bus(Protocol):
     async def publish(self, channel: str, payload: bytes) -> None:
         """Send ``payload`` to every current subscriber of ``channel`` on every process."""
 
+    async def publish_many(self, messages: list[tuple[str, bytes]]) -> None:
+        """:meth:`publish` each ``(channel, payload)``, in list order (so in order within
+        each channel, as consecutive publishes would be), in as few round trips as the
+        backend allows (Redis: one pipeline)."""
+
     async def subscribe(self, *channels: str, maxsize: int = 1024) -> Subscription:
         """A new subscription, already listening on ``channels`` when this returns."""
 

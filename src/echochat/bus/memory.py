@@ -41,6 +41,14 @@ class MemoryBus:
         for sub in list(self._subscribers.get(channel, ())):
             sub._deliver(channel, payload)
 
+    async def publish_many(self, messages: list[tuple[str, bytes]]) -> None:
+        subscribers = self._subscribers
+        for channel, payload in messages:
+            subs = subscribers.get(channel)
+            if subs:
+                for sub in list(subs):
+                    sub._deliver(channel, payload)
+
     async def subscribe(self, *channels: str, maxsize: int = 1024) -> Subscription:
         sub = Subscription(self, maxsize)
         self._subscriptions.add(sub)

@@ -220,6 +220,20 @@ class RedisBus:
     async def publish(self, channel: str, payload: bytes) -> None:
         await self._do("publish", self._redis.publish(self._prefix + channel, payload))
 
+    async def publish_many(self, messages: list[tuple[str, bytes]]) -> None:
+        """One pipeline (no MULTI) on one connection: Redis runs the PUBLISHes in order,
+        so each channel's messages reach subscribers in list order, for one round trip."""
+        if not messages:
+            return
+        if len(messages) == 1:
+            await self.publish(*messages[0])
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        prefix = self._prefix
+        for channel, payload in messages:
+            pipe.publish(prefix + channel, payload)
+        await self._do("publish", pipe.execute())
+
     async def subscribe(self, *channels: str, maxsize: int = 1024) -> Subscription:
         self._require_started()
         sub = Subscription(self, maxsize)
