@@ -10,9 +10,13 @@ import time
 from collections.abc import Callable
 
 import pytest
+from sqlalchemy import insert
 
+from echochat.domain.errors import Conflict
 from echochat.services import roles
 from echochat.store import Database
+from echochat.store.migrate import ensure_current
+from echochat.store.tables import users
 from tests.conftest import LiveServer
 from tests.integration.test_realtime_cluster import cluster_env, http_to, no_tracebacks
 from tests.wsutil import API, PASSWORD, expect_error, login, open_socket, register
@@ -132,3 +136,30 @@ async def test_a_setting_changed_through_a_applies_on_b(
         )
         expect_error(refused, 403, "registration_closed")
     no_tracebacks(a, b)
+
+
+async def test_two_admins_removing_each_other_at_once_leave_one(pg_url: str) -> None:
+    """The last-admin check holds under concurrency on PostgreSQL: two admins demoting (or
+    banning) each other at the same moment cannot both succeed (a lock on the role)."""
+    db = Database.create(pg_url)
+    try:
+        await ensure_current(db, migrate=True)
+        async with db.transaction() as conn:
+            for name in ("alice", "bob"):
+                await conn.execute(insert(users).values(username=name, display_name=name))
+        for name in ("alice", "bob"):
+            await roles.grant_role(db, name, "admin", actor="tests")
+
+        for _ in range(3):  # a few rounds: each must leave exactly one admin
+            results = await asyncio.gather(
+                roles.set_roles(db, "alice", set(), actor="bob"),
+                roles.set_roles(db, "bob", set(), actor="alice"),
+                return_exceptions=True,
+            )
+            refused = [r for r in results if isinstance(r, Conflict)]
+            assert len(refused) == 1 and refused[0].code == "last_admin", results
+            assert len(await roles.list_admins(db)) == 1
+            for name in ("alice", "bob"):
+                await roles.grant_role(db, name, "admin", actor="tests")
+    finally:
+        await db.close()
