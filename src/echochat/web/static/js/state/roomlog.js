@@ -80,6 +80,12 @@ export function emptyLog(room) {
   };
 }
 
+/** @param {unknown} error @returns {string} its message, for people */
+export function messageOf(error) {
+  const e = /** @type {any} */ (error);
+  return typeof e?.message === "string" && e.message ? e.message : String(error);
+}
+
 /** @param {unknown} value @returns {number} a positive safe integer, or 0 */
 export function whole(value) {
   return typeof value === "number" && Number.isSafeInteger(value) && value > 0 ? value : 0;

@@ -11,10 +11,8 @@
  *   sends a cursor per room in `hello`) and history pages are merged by id, so a message
  *   is one line however often it comes. After a reconnect the open rooms also fetch what
  *   came after their newest line, so nothing is missing even for a room joined meanwhile.
- * - Sending: a line appears at once ("sending"); `room.send` carries `{room, client_id,
- *   text}` (or the sealed envelope in an encrypted group); when the socket is down or the
- *   answer never came the same client id is sent again on the next "ready": the server
- *   is idempotent by (sender, client_id), so a retry never doubles a message.
+ * - Sending, sealing and opening in encrypted groups: state/roomsend.js (a line appears
+ *   at once; the same client id goes again after a reconnect, never doubling a message).
  * - Reading: {@link Rooms#markRead} when the view says the user sees the room
  *   (`room.read`); the counts come down at once.
  * - Encrypted groups: lines are sealed and opened through the key session `keys`
@@ -31,6 +29,7 @@
 import * as net from "../net/rooms.js";
 import { Emitter } from "../net/emitter.js";
 import * as log from "./roomlog.js";
+import { RoomSender } from "./roomsend.js";
 
 /** @typedef {import("../net/socket.js").Socket} Socket */
 /** @typedef {import("./roomlog.js").RoomLog} RoomLog */
@@ -72,21 +71,8 @@ import * as log from "./roomlog.js";
 
 const PAGE = 50;
 const TYPING_SHOWN_MS = 7000;
-const RETRY_CODES = new Set(["disconnected", "not_connected", "timeout"]);
 /** At most one `room.read` per room this often while messages keep coming. */
 const READ_GAP_MS = 1500;
-
-/** A client id: unique per sender, at most 64 characters. */
-export function newClientId() {
-  const bytes = crypto.getRandomValues(new Uint8Array(12));
-  return `r-${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
-}
-
-/** @param {unknown} error */
-export function messageOf(error) {
-  const e = /** @type {any} */ (error);
-  return typeof e?.message === "string" && e.message ? e.message : String(error);
-}
 
 /**
  * A room from the server's shape.
@@ -167,9 +153,11 @@ export class Rooms extends Emitter {
     socket.on("room.invite", (data) => this.onInvite(data));
     socket.on("room.read", (data) => this.onRead(data));
     socket.on("ready", () => this.onReady());
+    /** Sending, sealing and opening (encrypted groups). */
+    this.sender = new RoomSender(this);
     keys?.on("state", (data) => {
       if (data?.unlocked) {
-        this.openLocked();
+        this.sender.openLocked();
       }
     });
   }
@@ -344,7 +332,7 @@ export class Rooms extends Emitter {
     }
     if (added) {
       if (line.state === "opening") {
-        this.open(id, line, live);
+        this.sender.open(id, line, live);
       } else {
         this.announce(id, line, live);
       }
@@ -543,7 +531,7 @@ export class Rooms extends Emitter {
     try {
       await this.refresh();
     } catch (error) {
-      this.emit("notice", { room: 0, text: `Your rooms could not be loaded: ${messageOf(error)}`, tone: "error" });
+      this.emit("notice", { room: 0, text: `Your rooms could not be loaded: ${log.messageOf(error)}`, tone: "error" });
       return;
     }
     for (const lines of this.logs.values()) {
@@ -556,7 +544,7 @@ export class Rooms extends Emitter {
       }
       for (const line of [...lines.pending]) {
         if (line.send === "sending") {
-          this.transmit(lines.room, line);
+          this.sender.transmit(lines.room, line);
         }
       }
     }
@@ -580,7 +568,7 @@ export class Rooms extends Emitter {
       if (merged?.added) {
         added += 1;
         if (merged.line.state === "opening") {
-          this.open(id, merged.line, false);
+          this.sender.open(id, merged.line, false);
         }
       }
     }
@@ -604,7 +592,7 @@ export class Rooms extends Emitter {
       }
       this.mergePage(id, Array.isArray(page?.messages) ? page.messages : []);
     } catch (error) {
-      this.emit("notice", { room: id, text: `The room could not be loaded: ${messageOf(error)}`, tone: "error" });
+      this.emit("notice", { room: id, text: `The room could not be loaded: ${log.messageOf(error)}`, tone: "error" });
     } finally {
       lines.loading = false;
       this.emit("change", { room: id });
@@ -657,7 +645,7 @@ export class Rooms extends Emitter {
       lines.hasMore = Boolean(page?.has_more);
       added = this.mergePage(id, Array.isArray(page?.messages) ? page.messages : []);
     } catch (error) {
-      this.emit("notice", { room: id, text: `Older messages could not be loaded: ${messageOf(error)}`, tone: "error" });
+      this.emit("notice", { room: id, text: `Older messages could not be loaded: ${log.messageOf(error)}`, tone: "error" });
     } finally {
       lines.loading = false;
       this.emit("change", { room: id });
@@ -680,7 +668,7 @@ export class Rooms extends Emitter {
       lines.membersLoaded = true;
       this.emit("members", { room: id });
     } catch (error) {
-      this.emit("notice", { room: id, text: `The member list could not be loaded: ${messageOf(error)}`, tone: "error" });
+      this.emit("notice", { room: id, text: `The member list could not be loaded: ${log.messageOf(error)}`, tone: "error" });
     }
   }
 
@@ -757,196 +745,29 @@ export class Rooms extends Emitter {
     });
   }
 
-  // --- sending ------------------------------------------------------------------------------------
+  // --- sending (state/roomsend.js) -----------------------------------------------------------
 
   /**
    * @param {number} id
    * @param {string} text
-   * @returns {Promise<Line>}
    */
-  async send(id, text) {
-    const lines = this.log(id);
-    const clientId = newClientId();
-    /** @type {Line} */
-    const line = {
-      key: `c:${clientId}`,
-      id: null,
-      clientId,
-      sender: this.me,
-      name: this.me,
-      time: Date.now(),
-      state: "open",
-      text,
-      problem: "",
-      send: "sending",
-      sendError: "",
-      mention: false,
-      message: null,
-      envelope: null,
-    };
-    lines.pending.push(line);
-    this.emit("change", { room: id });
-    if (this.rooms.get(id)?.encrypted) {
-      try {
-        line.envelope = await this.seal(id, text, clientId);
-      } catch (error) {
-        this.failSend(id, line, messageOf(error));
-        return line;
-      }
-    }
-    await this.transmit(id, line);
-    return line;
-  }
-
-  /**
-   * @param {number} id
-   * @param {string} text
-   * @param {string} clientId
-   */
-  async seal(id, text, clientId) {
-    const keys = this.keys;
-    if (!keys?.unlocked || !keys.sealGroup) {
-      throw new Error("your keys are locked: unlock them, then try again");
-    }
-    const lines = this.log(id);
-    if (!lines.membersLoaded) {
-      await this.loadMembers(id);
-    }
-    return keys.sealGroup(id, [...lines.members.keys()], { type: "text", text }, clientId);
+  send(id, text) {
+    return this.sender.send(id, text);
   }
 
   /**
    * @param {number} id
    * @param {string} clientId
    */
-  async retry(id, clientId) {
-    const lines = this.log(id);
-    const line = lines.pending.find((l) => l.clientId === clientId);
-    if (!line || line.send !== "failed") {
-      return;
-    }
-    line.send = "sending";
-    line.sendError = "";
-    this.emit("change", { room: id });
-    await this.transmit(id, line);
-  }
-
-  /**
-   * @param {number} id
-   * @param {Line} line
-   * @param {number} [attempt] re-seal rounds after `stale_members`
-   */
-  async transmit(id, line, attempt = 0) {
-    if (line.id !== null) {
-      return;
-    }
-    const encrypted = this.rooms.get(id)?.encrypted === true;
-    const data = encrypted
-      ? { room: id, client_id: line.clientId, envelope: line.envelope }
-      : { room: id, client_id: line.clientId, text: line.text };
-    try {
-      const reply = await this.socket.request("room.send", data);
-      const message = reply?.message ?? reply;
-      if (log.isRoomMessage(message)) {
-        this.onMessage(message, false);
-      }
-    } catch (error) {
-      const code = /** @type {any} */ (error)?.code;
-      if (RETRY_CODES.has(code)) {
-        return; // stays "sending": sent again with the same client id after "ready"
-      }
-      if (code === "stale_members" && encrypted && attempt < 2) {
-        // Someone joined or left since the members were fetched: wrap for the members now.
-        try {
-          this.keys?.invalidate?.();
-          await this.loadMembers(id);
-          line.envelope = await this.seal(id, line.text, line.clientId);
-        } catch (again) {
-          this.failSend(id, line, messageOf(again));
-          return;
-        }
-        await this.transmit(id, line, attempt + 1);
-        return;
-      }
-      this.failSend(id, line, messageOf(error), code);
-    }
-  }
-
-  /**
-   * @param {number} id
-   * @param {Line} line
-   * @param {string} reason
-   * @param {string} [code]
-   */
-  failSend(id, line, reason, code = "") {
-    line.send = "failed";
-    line.sendError =
-      code === "rate_limited"
-        ? "you are sending too fast; wait a moment and retry"
-        : log.localTimes(reason.replace(/[.\s]+$/u, ""));
-    this.emit("change", { room: id });
+  retry(id, clientId) {
+    return this.sender.retry(id, clientId);
   }
 
   /**
    * @param {number} id
    * @param {boolean} active
    */
-  async typing(id, active) {
-    try {
-      await this.socket.request("room.typing", { room: id, active });
-    } catch {
-      // not connected: no indicator, nothing lost
-    }
-  }
-
-  // --- encrypted groups ---------------------------------------------------------------------------
-
-  /**
-   * Open an encrypted line with the key session.
-   * @param {number} id
-   * @param {Line} line
-   * @param {boolean} live
-   */
-  async open(id, line, live) {
-    const keys = this.keys;
-    if (!line.message) {
-      return;
-    }
-    if (!keys?.unlocked || !keys.openGroup) {
-      line.state = "locked";
-      this.emit("change", { room: id });
-      this.announce(id, line, live);
-      return;
-    }
-    try {
-      const { payload } = await keys.openGroup(line.message);
-      if (payload?.type === "text" && typeof payload.text === "string") {
-        line.state = "open";
-        line.text = payload.text;
-        line.mention = line.sender !== this.me && log.mentions(payload.text, this.me);
-      } else {
-        line.state = "failed";
-        line.problem = "this kind of message is not supported by this version of EchoChat";
-      }
-    } catch (error) {
-      if (/** @type {any} */ (error)?.code === "locked") {
-        line.state = "locked";
-      } else {
-        line.state = "failed";
-        line.problem = messageOf(error);
-      }
-    }
-    this.emit("change", { room: id });
-    this.announce(id, line, live);
-  }
-
-  openLocked() {
-    for (const [id, lines] of this.logs) {
-      for (const line of lines.byId.values()) {
-        if (line.state === "locked") {
-          this.open(id, line, false);
-        }
-      }
-    }
+  typing(id, active) {
+    return this.sender.typing(id, active);
   }
 }
