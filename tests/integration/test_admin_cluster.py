@@ -6,6 +6,7 @@ a setting changed through A applies on B without a restart.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 
@@ -94,6 +95,29 @@ async def test_ban_through_a_kicks_the_socket_on_b(
             event = await sock.event("kicked", timeout=KICK_WITHIN)
             assert event["data"]["reason"] == "session_revoked"
             await sock.closed(timeout=KICK_WITHIN)
+
+        # the operator's `echochat admin ban` goes through the same bus: dave's socket closes
+        dave = await register(via_a, "dave")
+        dave_on_a = await open_socket(a.url, dave)
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "echochat",
+            "admin",
+            "ban",
+            "dave",
+            "--reason",
+            "from the shell",
+            env=a.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(cli.communicate(), 30)
+        assert cli.returncode == 0, output.decode()
+        event = await dave_on_a.event("kicked", timeout=KICK_WITHIN)
+        assert event["data"]["reason"] == "banned"
+        assert "from the shell" in event["data"]["message"]
+        await dave_on_a.closed(timeout=KICK_WITHIN)
     no_tracebacks(a, b)
 
 
