@@ -100,6 +100,10 @@ function start() {
       if (chosen && focus) {
         button.focus();
       }
+      if (chosen) {
+        // On a narrow panel the tab row scrolls: keep the chosen tab in view.
+        button.scrollIntoView({ block: "nearest", inline: "nearest" });
+      }
       const pane = document.getElementById(`admin-pane-${button.dataset.tab}`);
       if (pane) {
         pane.hidden = !chosen;

@@ -107,6 +107,8 @@ export class UsersTab {
     try {
       const answer = await net.user(username);
       this.render(answer?.user ?? answer);
+      // Under the list on a narrow panel: bring the details into view.
+      byId("admin-user-name", HTMLElement).scrollIntoView({ block: "nearest" });
     } catch (error) {
       setStatus(this.listStatus, problemText(error), "error");
     }
