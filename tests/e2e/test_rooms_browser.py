@@ -221,7 +221,7 @@ async def test_rooms_groups_and_moderation(
     await alice.page.keyboard.press("Escape")
     menu = await bob.member_menu("carol")
     await expect(menu.get_by_role("menuitem", name="Kick out…")).to_have_count(0)
-    # Bob ignores Carol: her lines go away for him only, and stay away after a reload.
+    # Bob ignores Carol: her lines go away for him only (remembered in his browser).
     await menu.get_by_role("menuitem", name="Ignore Carol Singer").click()
     await expect(bob.line("chapter 3")).to_have_count(1)
     await expect(bob.lines().filter(has_text="Almost!")).to_have_count(1)
@@ -229,6 +229,7 @@ async def test_rooms_groups_and_moderation(
     await expect(alice.line("ignoring me")).to_have_count(1)
     await expect(bob.line("ignoring me")).to_have_count(0)
     await expect(bob.member("carol")).to_contain_text("ignored")
+    assert await bob.page.evaluate("localStorage.getItem('echochat.ignored.bob')") == '["carol"]'
     # Alice mutes Bob for 5 minutes: his next message is refused, and says why.
     menu = await alice.member_menu("bob")
     await menu.get_by_role("menuitem", name="Mute for 5 minutes").click()
@@ -268,6 +269,14 @@ async def test_rooms_groups_and_moderation(
         assert message["envelope"]["conv"] == f"group:{secret}"
         assert {k["user"] for k in message["envelope"]["keys"]} == {"alice", "bob"}
     await bob.page.screenshot(path=output_dir / "encrypted-group.png")
+    # Carol is invited too, and declines.
+    await alice.invite("carol")
+    bar = carol.page.locator("#invite-alert")
+    await expect(bar).to_contain_text("invites you to the encrypted group “Secret plans”.")
+    await bar.get_by_role("button", name="Decline").click()
+    await expect(bar).to_be_hidden()
+    await expect(carol.status).to_have_text("You declined the invitation to Secret plans.")
+    await expect(carol.room_item("Secret plans")).to_have_count(0)
     await bob.room_item("Book club").click()
     await bob.expect_open("Book club")
 
