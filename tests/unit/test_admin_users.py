@@ -230,6 +230,8 @@ async def test_ban_kicks_revokes_and_refuses_login_with_the_reason(
         laptop = await server.connect(bob)
         phone = await server.connect(bob_phone)
         bystander = await server.connect(carol)
+        stats = await server.http.get(f"{ADMIN}/stats", headers=alice.headers)
+        assert stats.json()["online_users"] == 2  # bob (two devices) and carol, from presence
 
         response = await server.http.patch(
             f"{ADMIN}/users/bob",
