@@ -167,16 +167,14 @@ async def sign_out_everywhere(
 # --- settings ---------------------------------------------------------------------------------
 
 
-async def _settings_out(ctx: Ctx) -> SettingsOut:
-    return SettingsOut(
-        settings=[SettingOut(**asdict(view)) for view in await server_settings.view(ctx)]
-    )
+def _settings_out(views: list[server_settings.SettingView]) -> SettingsOut:
+    return SettingsOut(settings=[SettingOut(**asdict(view)) for view in views])
 
 
 @router.get("/settings", response_model=SettingsOut)
 async def get_settings(principal: SettingsManager, ctx: Ctx) -> SettingsOut:
     """Every setting an admin may change, its value (a secret only as set or not) and source."""
-    return await _settings_out(ctx)
+    return _settings_out(await admin.settings_view(ctx, principal))
 
 
 @router.patch("/settings", response_model=SettingsOut)
@@ -188,10 +186,7 @@ async def update_settings(
 ) -> SettingsOut:
     """``{"name": value, ...}``; null puts a setting back to its configured value. All or
     nothing; applied on every process at once."""
-    await server_settings.update(
-        ctx, dict(body), actor=principal.username, actor_id=principal.user_id, ip=ip
-    )
-    return await _settings_out(ctx)
+    return _settings_out(await admin.update_settings(ctx, principal, dict(body), ip=ip))
 
 
 # --- the audit log ----------------------------------------------------------------------------

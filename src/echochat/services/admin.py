@@ -26,7 +26,7 @@ from typing import Any
 
 from echochat.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from echochat.domain.roles import ROLE_ORDER
-from echochat.services import notify, presence, roles
+from echochat.services import notify, presence, roles, server_settings
 from echochat.services.accounts import Principal
 from echochat.services.context import Context
 from echochat.store import admin as admin_store
@@ -54,8 +54,10 @@ __all__ = [
     "set_ban_as_operator",
     "set_mute",
     "set_roles",
+    "settings_view",
     "sign_out_everywhere",
     "stats",
+    "update_settings",
     "update_user",
 ]
 
@@ -408,6 +410,23 @@ async def update_user(
     if muted_minutes is not None:
         await set_mute(ctx, actor, username, minutes=muted_minutes, reason=mute_reason, ip=ip)
     return await get_user(ctx, actor, username)
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+async def settings_view(ctx: Context, actor: Principal) -> list[server_settings.SettingView]:
+    _need(actor, "settings:manage")
+    return await server_settings.view(ctx)
+
+
+async def update_settings(
+    ctx: Context, actor: Principal, changes: dict[str, Any], *, ip: str = ""
+) -> list[server_settings.SettingView]:
+    """Change settings live on every process (services/server_settings.py); audited."""
+    _need(actor, "settings:manage")
+    await server_settings.update(ctx, changes, actor=actor.username, actor_id=actor.user_id, ip=ip)
+    return await server_settings.view(ctx)
 
 
 # --- the audit log ------------------------------------------------------------------------------
