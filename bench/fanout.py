@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -89,6 +90,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0, help="closed loop: per message")
     parser.add_argument("--concurrency", type=int, default=50, help="HTTP calls in flight")
     parser.add_argument(
+        "--client",
+        choices=("lean", "websockets"),
+        default="lean",
+        help="how the R-1 receiving members read: lean (a minimal frame reader on each "
+        "socket once it said hello, so that 500 sockets in one process cost little) or "
+        "websockets (the library, as bench.common.Socket and the SDK do)",
+    )
+    parser.add_argument(
         "--pid",
         default="",
         help="with --url: the server process ids (comma-separated) whose CPU time to report",
@@ -103,6 +112,7 @@ class Delivery:
     client_id: str
     frame: str
     sent_at: float = 0.0
+    ok_at: float = 0.0
     ok: bool = False
     error: str = ""
     arrivals: list[float] = field(default_factory=list)
@@ -190,24 +200,26 @@ async def measure(
     last_done = asyncio.Event()
     awaited: list[Delivery | None] = [None]
 
+    def record(member: Member, client_id: str, arrived: float) -> None:
+        delivery = by_client_id.get(client_id)
+        if delivery is None:
+            return
+        if delivery.index in member.got:
+            member.duplicates += 1
+            return
+        member.got.add(delivery.index)
+        if delivery.index < member.last_index:
+            member.out_of_order += 1
+        member.last_index = max(member.last_index, delivery.index)
+        delivery.arrivals.append(arrived)
+        if len(delivery.arrivals) == r and awaited[0] is delivery:
+            last_done.set()
+
     def on_member(member: Member) -> Any:
         def on_event(frame: dict[str, Any], arrived: float) -> None:
-            if frame.get("type") != "room.message":
-                return
             data = frame.get("data") or {}
-            delivery = by_client_id.get(str(data.get("client_id")))
-            if delivery is None or data.get("room") != room:
-                return
-            if delivery.index in member.got:
-                member.duplicates += 1
-                return
-            member.got.add(delivery.index)
-            if delivery.index < member.last_index:
-                member.out_of_order += 1
-            member.last_index = max(member.last_index, delivery.index)
-            delivery.arrivals.append(arrived)
-            if len(delivery.arrivals) == r and awaited[0] is delivery:
-                last_done.set()
+            if frame.get("type") == "room.message" and data.get("room") == room:
+                record(member, str(data.get("client_id")), arrived)
 
         return on_event
 
@@ -218,6 +230,11 @@ async def measure(
     ]
     await bounded(sockets, lambda s: s.open(), 50, "sockets")
     sender = sockets[0]
+    readers: list[LeanReader] = []
+    if args.client == "lean":  # every member but the sender reads with the lean reader
+        for sock, member in zip(sockets[1:], members[1:], strict=True):
+            readers.append(await LeanReader.take_over(sock, lambda c, t, m=member: record(m, c, t)))
+    pinger = asyncio.create_task(LeanReader.ping_all(readers, sender.heartbeat))
 
     load_before = os.getloadavg()[0]
     pids = spawned.pids if spawned else [int(x) for x in args.pid.split(",") if x.strip()]
@@ -235,6 +252,7 @@ async def measure(
                 delivery.error = str(future.exception())
             else:
                 delivery.ok = True
+                delivery.ok_at = time.perf_counter()
 
         reply.add_done_callback(done)
         delivery.sent_at = time.perf_counter()
@@ -270,7 +288,11 @@ async def measure(
     t_end = time.perf_counter()
     cpu_after = {pid: cpu_seconds(pid) for pid in cpu_before}
     own_cpu = time.process_time() - own_before
+    pinger.cancel()
     closed_early = sum(1 for s in sockets if s.closed_with is not None)
+    closed_early += sum(1 for reader in readers if reader.closed)
+    for reader in readers:
+        reader.transport.close()
     await bounded(sockets, lambda s: s.close(), 100, "closing")
 
     warm = t_start + (args.warmup if args.mode == "open" else 0.0)
@@ -280,6 +302,7 @@ async def measure(
     ]
     first_ms = [(min(d.arrivals) - d.sent_at) * 1000 for d in measured if d.arrivals]
     median_ms = [(statistics.median(d.arrivals) - d.sent_at) * 1000 for d in measured if d.arrivals]
+    ok_ms = [(d.ok_at - d.sent_at) * 1000 for d in measured if d.ok]
     total = sum(len(d.arrivals) for d in deliveries)
     arrivals = [t for d in deliveries for t in d.arrivals]
     span = (max(arrivals) - t_start) if arrivals else 0.0
@@ -292,7 +315,7 @@ async def measure(
             f"{load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
         ),
         ("mode", f"{args.mode} loop" + (f", {args.rate:g} msg/s" if args.mode == "open" else "")),
-        ("room members (R), sockets", f"{r}, one each"),
+        ("room members (R), sockets", f"{r}, one each; receivers read with {args.client}"),
         (
             "messages sent / ok / errors",
             f"{len(deliveries)} / {sum(d.ok for d in deliveries)} / {len(errors)}",
@@ -314,6 +337,10 @@ async def measure(
             "to the first / median member p50 (ms)",
             f"{percentile(first_ms, 50):.2f} / {percentile(median_ms, 50):.2f}",
         ),
+        (
+            "ok reply to the sender p50 / p99 (ms)",
+            f"{percentile(ok_ms, 50):.2f} / {percentile(ok_ms, 99):.2f}",
+        ),
         ("bench client CPU per delivery (ms)", f"{own_cpu * 1000 / total:.3f}" if total else "n/a"),
     ]
     for pid in cpu_before:
@@ -331,6 +358,83 @@ async def measure(
         rows.append(("first error", errors[0][:120]))
     say(f"  measured window {t_end - t_start:.1f} s")
     return table(f"fanout: 1 sender, room of {r}, {args.mode} loop", rows)
+
+
+_ROOM_MESSAGE = '"type":"room.message"'
+_CLIENT_ID = '"client_id":"'
+
+
+class LeanReader(asyncio.Protocol):
+    """A receiving member's socket after its handshake and ``hello``: server frames are
+    parsed straight from the transport (unmasked, unfragmented text frames, as the server
+    sends them) and each ``room.message`` is recorded with its arrival time, with no task,
+    no per-frame timeout and no JSON parse: on a small machine, 500 receivers in this one
+    process would otherwise cost more CPU than the server's fan-out they measure."""
+
+    def __init__(self, on_message: Any, transport: asyncio.Transport) -> None:
+        self.on_message = on_message
+        self.transport = transport
+        self.buffer = bytearray()
+        self.closed = False
+
+    @classmethod
+    async def take_over(cls, sock: Socket, on_message: Any) -> LeanReader:
+        assert sock.ws is not None and sock.task is not None
+        sock.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sock.task
+        sock.task = None
+        transport = sock.ws.transport
+        sock.ws = None  # closed by closing the transport (the library no longer reads it)
+        reader = cls(on_message, transport)
+        transport.set_protocol(reader)
+        return reader
+
+    def data_received(self, data: bytes) -> None:
+        arrived = time.perf_counter()
+        buffer = self.buffer
+        buffer += data
+        while len(buffer) >= 2:
+            size, start = buffer[1] & 0x7F, 2
+            if size == 126:
+                if len(buffer) < 4:
+                    return
+                size, start = int.from_bytes(buffer[2:4], "big"), 4
+            elif size == 127:
+                if len(buffer) < 10:
+                    return
+                size, start = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < start + size:
+                return
+            opcode = buffer[0] & 0x0F
+            payload = bytes(buffer[start : start + size])
+            del buffer[: start + size]
+            if opcode == 1:
+                text = payload.decode()
+                if _ROOM_MESSAGE in text:
+                    at = text.find(_CLIENT_ID) + len(_CLIENT_ID)
+                    self.on_message(text[at : text.find('"', at)], arrived)
+            elif opcode == 8:
+                self.closed = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+
+    def send_text(self, text: str) -> None:
+        """One masked client frame (short texts only)."""
+        payload = text.encode()
+        mask = secrets.token_bytes(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.transport.write(bytes((0x81, 0x80 | len(payload))) + mask + masked)
+
+    @staticmethod
+    async def ping_all(readers: list[LeanReader], heartbeat: float) -> None:
+        """The app-level heartbeat the server expects of every socket."""
+        while True:
+            await asyncio.sleep(heartbeat)
+            for reader in readers:
+                if not reader.closed:
+                    reader.send_text('{"op":"ping"}')
 
 
 def _ms(values: list[float], p: float | None) -> str:
