@@ -343,6 +343,7 @@ async def test_ban_until_lifted_also_before_joining_and_unban(cast: Cast) -> Non
 async def test_a_ban_from_a_group_cancels_the_invite_and_refuses_new_ones(cast: Cast) -> None:
     site, gid = cast.site, cast.gid
     invite = await site.invite(gid, cast.carol, cast.eve)
+    await site.events(cast.eve)
     await site.ok(
         "POST", f"/rooms/{gid}/bans", cast.bob, {"username": "eve", "reason": "no"}, status=201
     )
@@ -350,6 +351,12 @@ async def test_a_ban_from_a_group_cancels_the_invite_and_refuses_new_ones(cast: 
         "POST", f"/invites/{invite['id']}/accept", cast.eve, None, 404, "invite_not_found"
     )
     assert (await site.ok("GET", "/invites", cast.eve))["invites"] == []
+    (event,) = await site.events(cast.eve)  # the open invitation goes away on eve's screens
+    assert (event["type"], event["invite"]["id"], event["invite"]["status"]) == (
+        "room.invite",
+        invite["id"],
+        "cancelled",
+    )
     await cast.refused(
         "POST", f"/rooms/{gid}/invites", cast.alice, {"username": "eve"}, 403, "banned_from_room"
     )

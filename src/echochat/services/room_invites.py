@@ -32,7 +32,7 @@ from echochat.store import rooms as store
 from echochat.store import users as user_store
 from echochat.store.rooms import InviteRow, RoomRow
 
-__all__ = ["accept", "decline", "invite", "pending"]
+__all__ = ["accept", "cancel_txn", "decline", "invite", "pending", "tell"]
 
 
 async def _public(
@@ -160,3 +160,23 @@ async def decline(ctx: Context, principal: Principal, invite_id: int) -> None:
         public = await _public(conn, ctx, room, decided)
     event = RoomInviteEvent(data=RoomInviteData(invite=public))
     await notify.to_users(ctx, sorted({row.to_user, row.from_user}), event)
+
+
+async def cancel_txn(
+    ctx: Context, conn: store.Conn, room: RoomRow, to_user: int
+) -> list[RoomInvitePublic]:
+    """Cancel ``to_user``'s pending invites to ``room`` (they were banned from it): the
+    invites as they now are, for :func:`tell` after the commit."""
+    out: list[RoomInvitePublic] = []
+    for invite_id in await store.cancel_invites_txn(conn, room.id, to_user, ctx.clock()):
+        row = await store.get_invite(conn, invite_id)
+        if row is not None:
+            out.append(await _public(conn, ctx, room, row))
+    return out
+
+
+async def tell(ctx: Context, user_id: int, invites: list[RoomInvitePublic]) -> None:
+    """``room.invite`` for each invite to ``user_id`` (their open invitations list drops a
+    cancelled one)."""
+    for public in invites:
+        await notify.to_user(ctx, user_id, RoomInviteEvent(data=RoomInviteData(invite=public)))

@@ -25,6 +25,7 @@ from echochat.domain.rooms import (
     until_from,
 )
 from echochat.domain.text import clean_line
+from echochat.services import room_invites
 from echochat.services import rooms as rooms_service
 from echochat.services.accounts import Principal
 from echochat.services.context import Context
@@ -168,7 +169,7 @@ async def ban(
         )
         if theirs is not None:
             await store.remove_member_txn(conn, room_id, target_id)
-        await store.cancel_invites_txn(conn, room_id, target_id, now)
+        cancelled = await room_invites.cancel_txn(ctx, conn, room, target_id)
         await _audit(
             conn,
             principal,
@@ -189,6 +190,7 @@ async def ban(
             member_count=len(recipients),
         )
         await rooms_service.announce_removed(ctx, recipients, target_id, data)
+    await room_invites.tell(ctx, target_id, cancelled)
     return until
 
 
