@@ -204,6 +204,8 @@ async def test_moderator_and_admin_matrix(site: AdminSite) -> None:
     until = await admin.set_mute(site.ctx, moderator, "bob", minutes=10, reason="spam")
     assert until is not None
     await admin.set_ban(site.ctx, moderator, "bob", banned=True, reason="spam")
+    with pytest.raises(Forbidden):  # lifting a ban is for users:manage
+        await admin.set_ban(site.ctx, moderator, "bob", banned=False)
     for staff in ("alice", "mod2"):
         with pytest.raises(Forbidden):
             await admin.set_ban(site.ctx, moderator, staff, banned=True)

@@ -241,8 +241,13 @@ async def set_ban(
     """Ban (or unban) a user. A ban takes effect at once: every session is revoked (so
     refresh fails), the user's sockets on every process get ``kicked`` (reason ``banned``)
     and close, and signing in is refused with the reason. Audited ``user.ban`` /
-    ``user.unban``. Refuses the last active admin (409 ``last_admin``)."""
-    _need(actor, "users:manage", "reports:review")
+    ``user.unban``. Refuses the last active admin (409 ``last_admin``). Moderators
+    (``reports:review``) may ban non-staff when acting on a report; lifting a ban needs
+    ``users:manage``."""
+    if banned:
+        _need(actor, "users:manage", "reports:review")
+    else:
+        _need(actor, "users:manage")
     await _ban(ctx, _Actor.of(actor), username, banned=banned, reason=reason, ip=ip)
 
 
