@@ -99,10 +99,19 @@ async def test_admin_panel_journey(
     server = shared_server
     await register(server, ALICE, BOB, CAROL)
     await befriend(server, BOB, CAROL)
-    await grant(server, ALICE.username)
+
+    async def admin_page() -> Chat:
+        await grant(server, ALICE.username)
+        return await open_chat(new_context, watch, server, ALICE)
+
+    # Three signed-in pages, opened side by side (the admin's once the CLI made her admin).
+    bob_pm, carol_pm, alice = await asyncio.gather(
+        open_pm_chat(new_context, watch, server, BOB),
+        open_pm_chat(new_context, watch, server, CAROL),
+        admin_page(),
+    )
 
     # --- a normal user: no trace of the panel; reports Carol -----------------------------------
-    bob_pm = await open_pm_chat(new_context, watch, server, BOB)
     bob: Chat = bob_pm.chat
     html = await bob.page.content()
     source = await (await bob.page.request.get(server.url + "/chat")).text()
@@ -129,7 +138,6 @@ async def test_admin_panel_journey(
     await expect(bob.notice).to_contain_text("your report was sent")
 
     # Carol sends Bob a private message; Bob reports it with its text.
-    carol_pm = await open_pm_chat(new_context, watch, server, CAROL)
     carol = carol_pm.chat
     await carol_pm.open_from_list(BOB.username)
     await carol_pm.send(BOB.username, "Cheap pills at spam.example!")
@@ -150,7 +158,6 @@ async def test_admin_panel_journey(
     await expect(dialog).to_be_hidden()
 
     # --- the admin opens the panel from the Messenger menu --------------------------------------
-    alice = await open_chat(new_context, watch, server, ALICE)
     page = alice.page
     await alice.menu("Messenger", "admin-panel")
     panel = page.locator("#admin-panel")
@@ -262,6 +269,17 @@ async def test_admin_panel_journey(
         "href", "/api/v1/admin/audit.csv"
     )
     await shoot(page, output_dir / "tab-audit.png")
+    await panel.get_by_label("Action").fill("settings.update")
+    await panel.get_by_role("button", name="Filter").click()
+    await expect(rows).to_have_count(2)
+    await expect(panel.locator("#admin-audit-csv")).to_have_attribute(
+        "href", "/api/v1/admin/audit.csv?action=settings.update"
+    )
+    href = await panel.locator("#admin-audit-csv").get_attribute("href")
+    csv = await page.request.get(server.url + str(href))  # the link, with her cookies
+    assert csv.status == 200
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert (await csv.text()).count("settings.update") == 2
 
     # --- minimize to the dock and back; a phone-sized window -----------------------------------
     await panel.get_by_role("button", name="Minimize").click()
