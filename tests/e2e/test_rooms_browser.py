@@ -147,6 +147,12 @@ async def test_rooms_groups_and_moderation(
     await carol.send("Hi all, see https://docs.python.org/3/")
     link = alice.line("Hi all").locator("a.pm-link")
     await expect(link).to_have_attribute("href", "https://docs.python.org/3/")
+    payload = '<img src=x onerror="window.__xss=1"> <b>bold</b> javascript:alert(1)'
+    await carol.send(payload)
+    inert = alice.line("<b>bold</b>")
+    await expect(inert.locator(".room-line__text")).to_have_text(payload)
+    assert await inert.locator("img, b, a").count() == 0
+    assert await alice.page.evaluate("window.__xss") is None
     await alice.page.screenshot(path=output_dir / "public-room.png")
 
     # --- a private group: create, invite, accept, talk, mention ------------------------------
