@@ -27,7 +27,7 @@ from echochat.api.schemas.rooms import (
     UsernameIn,
 )
 from echochat.domain.events_rooms import RoomDetail, RoomInvitePublic
-from echochat.services import room_invites, room_moderation, rooms
+from echochat.services import room_invites, room_moderation, room_roles, rooms
 
 __all__ = ["router"]
 
@@ -109,7 +109,7 @@ async def transfer(
     room_id: RoomId, body: UsernameIn, principal: CurrentUser, ctx: Ctx, ip: ClientIP
 ) -> RoomDetail:
     """Hand the group over to another member; I stay on as a moderator."""
-    return await rooms.transfer(ctx, principal, room_id, body.username, ip=ip)
+    return await room_roles.transfer(ctx, principal, room_id, body.username, ip=ip)
 
 
 @router.patch("/rooms/{room_id}/members/{username}", response_model=RoleOut)
@@ -121,7 +121,7 @@ async def set_role(
     ctx: Ctx,
     ip: ClientIP,
 ) -> RoleOut:
-    role = await rooms.set_role(ctx, principal, room_id, username, body.role, ip=ip)
+    role = await room_roles.set_role(ctx, principal, room_id, username, body.role, ip=ip)
     return RoleOut(username=username, role=role)
 
 

@@ -9,7 +9,8 @@ commit, after :mod:`echochat.services.roomcast` was told of the membership chang
 process's hub routes room messages to exactly the members' sockets).
 
 Invites are in :mod:`echochat.services.room_invites`, moderation in
-:mod:`echochat.services.room_moderation`, staff management in
+:mod:`echochat.services.room_moderation`, ownership and roles in
+:mod:`echochat.services.room_roles`, staff management in
 :mod:`echochat.services.rooms_admin`.
 """
 
@@ -55,6 +56,7 @@ __all__ = [
     "check_not_banned",
     "create_group",
     "delete",
+    "detail",
     "get",
     "iso",
     "join",
@@ -66,9 +68,7 @@ __all__ = [
     "need_member",
     "room_label",
     "room_public",
-    "set_role",
     "staff",
-    "transfer",
     "update",
 ]
 
@@ -277,7 +277,7 @@ def _role(raw: str) -> Role:
     return "owner" if raw == "owner" else "moderator" if raw == "moderator" else "member"
 
 
-def _detail(ctx: Context, room: RoomRow, count: int, mine: MemberRow | None) -> RoomDetail:
+def detail(ctx: Context, room: RoomRow, count: int, mine: MemberRow | None) -> RoomDetail:
     return RoomDetail(
         **room_public(ctx, room, count).model_dump(),
         role=_role(mine.role) if mine else None,
@@ -289,7 +289,7 @@ async def get(ctx: Context, principal: Principal, room_id: int) -> RoomDetail:
     async with ctx.db.read() as conn:
         room, mine = await load(conn, principal, room_id)
         count = await store.member_count(conn, room_id)
-    return _detail(ctx, room, count, mine)
+    return detail(ctx, room, count, mine)
 
 
 async def members(ctx: Context, principal: Principal, room_id: int) -> list[RoomMemberPublic]:
@@ -357,7 +357,7 @@ async def create_group(
         mine = await store.membership(conn, room_id, principal.user_id)
     assert room is not None and mine is not None
     await announce_joined(ctx, room, principal.user_id, [principal.user_id], count=1)
-    return _detail(ctx, room, 1, mine)
+    return detail(ctx, room, 1, mine)
 
 
 async def announce_joined(
@@ -418,7 +418,7 @@ async def join(ctx: Context, principal: Principal, room_id: int) -> RoomDetail:
     async with ctx.db.transaction() as conn:
         room, mine = await load(conn, principal, room_id, lock=True)
         if mine is not None:
-            return _detail(ctx, room, await store.member_count(conn, room_id), mine)
+            return detail(ctx, room, await store.member_count(conn, room_id), mine)
         if room.kind != "public":
             raise Forbidden("this group is invite-only", code="invite_only")
         await check_not_banned(conn, room, principal.user_id, now)
@@ -437,7 +437,7 @@ async def join(ctx: Context, principal: Principal, room_id: int) -> RoomDetail:
         recipients = await store.members_of(conn, room_id)
     assert mine is not None
     await announce_joined(ctx, room, principal.user_id, recipients, count=len(recipients))
-    return _detail(ctx, room, len(recipients), mine)
+    return detail(ctx, room, len(recipients), mine)
 
 
 async def check_not_banned(conn: store.Conn, room: RoomRow, user_id: int, now: datetime) -> None:
@@ -525,7 +525,7 @@ async def update(
         recipients = await store.members_of(conn, room_id)
     assert new is not None
     await announce_update(ctx, recipients, room_public(ctx, new, len(recipients)))
-    return _detail(ctx, new, len(recipients), mine)
+    return detail(ctx, new, len(recipients), mine)
 
 
 async def _delete_txn(
@@ -566,93 +566,3 @@ async def delete(ctx: Context, principal: Principal, room_id: int, *, ip: str = 
         recipients = await store.members_of(conn, room_id)
         public = await _delete_txn(ctx, conn, principal, room, recipients, ip, "deleted")
     await announce_update(ctx, recipients, public, deleted=True)
-
-
-# ownership and roles ----------------------------------------------------------------------
-
-
-async def transfer(
-    ctx: Context, principal: Principal, room_id: int, username: str, *, ip: str = ""
-) -> RoomDetail:
-    """Hand a group to another member (its owner, or staff); the old owner stays on as a
-    moderator."""
-    async with ctx.db.transaction() as conn:
-        room, mine = await load(conn, principal, room_id, lock=True)
-        if room.kind != "group":
-            raise Conflict("public rooms have no owner", code="not_a_group")
-        if not staff(principal) and (mine is None or mine.role != "owner"):
-            raise Forbidden("only the group's owner may hand it over", code="not_owner")
-        target_id, target_name, theirs = await member_target(conn, room, username)
-        if theirs is None:
-            raise NotFound(f"{target_name} is not a member", code="member_not_found")
-        if theirs.role == "owner":
-            raise Conflict(f"{target_name} owns the group already", code="already_owner")
-        old_owner = room.owner_id
-        if old_owner is not None:
-            await store.set_role_txn(conn, room_id, old_owner, "moderator")
-        await store.set_role_txn(conn, room_id, target_id, "owner")
-        await store.update_room_txn(conn, room_id, owner_id=target_id)
-        await audit_txn(
-            conn,
-            principal,
-            "room.owner",
-            target_type="user",
-            target=target_name,
-            ip=ip,
-            details={"room": room.id, "room_name": room.name, "from": room.owner_username},
-        )
-        new = await store.get_room(conn, room_id)
-        recipients = await store.members_of(conn, room_id)
-        mine = await store.membership(conn, room_id, principal.user_id)
-    assert new is not None
-    count = len(recipients)
-    for changed in (old_owner, target_id):
-        if changed is not None:
-            await announce_with_member(
-                ctx, room_id, changed, recipients, action="role", count=count, by=principal.username
-            )
-    await announce_update(ctx, recipients, room_public(ctx, new, count))
-    return _detail(ctx, new, count, mine)
-
-
-async def set_role(
-    ctx: Context, principal: Principal, room_id: int, username: str, role: str, *, ip: str = ""
-) -> str:
-    """Make a member a moderator or a plain member again: the group's owner, or staff (the
-    only way to appoint moderators of a public room). The role given back."""
-    if role not in ("moderator", "member"):
-        raise InvalidInput("role is moderator or member", code="invalid_role")
-    async with ctx.db.transaction() as conn:
-        room, mine = await load(conn, principal, room_id, lock=True)
-        if not staff(principal) and (mine is None or mine.role != "owner"):
-            raise Forbidden("only the owner may change roles", code="not_owner")
-        target_id, target_name, theirs = await member_target(conn, room, username)
-        if theirs is None:
-            raise NotFound(f"{target_name} is not a member", code="member_not_found")
-        if theirs.role == "owner":
-            raise Conflict(
-                "the owner's role changes only by handing the group over", code="owner_role"
-            )
-        if theirs.role == role:
-            return role
-        await store.set_role_txn(conn, room_id, target_id, role)
-        await audit_txn(
-            conn,
-            principal,
-            "room.role",
-            target_type="user",
-            target=target_name,
-            ip=ip,
-            details={"room": room.id, "room_name": room.name, "role": role, "was": theirs.role},
-        )
-        recipients = await store.members_of(conn, room_id)
-    await announce_with_member(
-        ctx,
-        room_id,
-        target_id,
-        recipients,
-        action="role",
-        count=len(recipients),
-        by=principal.username,
-    )
-    return role
