@@ -348,14 +348,17 @@ const dayAndClock = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", ti
  * @param {number} [now]
  */
 export function localTimes(text, now = Date.now()) {
-  return text.replace(/\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})/gu, (iso) => {
-    const t = Date.parse(iso);
-    if (Number.isNaN(t)) {
-      return iso;
-    }
-    const sameDay = new Date(t).toDateString() === new Date(now).toDateString();
-    return (sameDay ? clock : dayAndClock).format(t);
-  });
+  return text.replace(
+    /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})/gu,
+    (iso) => {
+      const t = Date.parse(iso);
+      if (Number.isNaN(t)) {
+        return iso;
+      }
+      const sameDay = new Date(t).toDateString() === new Date(now).toDateString();
+      return (sameDay ? clock : dayAndClock).format(t);
+    },
+  );
 }
 
 /**

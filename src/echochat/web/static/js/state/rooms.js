@@ -174,8 +174,8 @@ export class Rooms extends Emitter {
 
   /** @returns {Room[]} public rooms first, then groups, each by name */
   list() {
-    return [...this.rooms.values()].sort(
-      (a, b) => (a.kind === b.kind ? a.name.localeCompare(b.name) : a.kind === "public" ? -1 : 1),
+    return [...this.rooms.values()].sort((a, b) =>
+      a.kind === b.kind ? a.name.localeCompare(b.name) : a.kind === "public" ? -1 : 1,
     );
   }
 
@@ -474,7 +474,8 @@ export class Rooms extends Emitter {
     } else if (action === "mute") {
       const known = lines.members.get(username);
       if (known) {
-        const until = typeof data.muted_until === "string" ? Date.parse(data.muted_until) : Number.NaN;
+        const until =
+          typeof data.muted_until === "string" ? Date.parse(data.muted_until) : Number.NaN;
         known.mutedUntil = Number.isNaN(until) ? null : until;
       }
     }
@@ -531,7 +532,11 @@ export class Rooms extends Emitter {
     try {
       await this.refresh();
     } catch (error) {
-      this.emit("notice", { room: 0, text: `Your rooms could not be loaded: ${log.messageOf(error)}`, tone: "error" });
+      this.emit("notice", {
+        room: 0,
+        text: `Your rooms could not be loaded: ${log.messageOf(error)}`,
+        tone: "error",
+      });
       return;
     }
     for (const lines of this.logs.values()) {
@@ -592,7 +597,11 @@ export class Rooms extends Emitter {
       }
       this.mergePage(id, Array.isArray(page?.messages) ? page.messages : []);
     } catch (error) {
-      this.emit("notice", { room: id, text: `The room could not be loaded: ${log.messageOf(error)}`, tone: "error" });
+      this.emit("notice", {
+        room: id,
+        text: `The room could not be loaded: ${log.messageOf(error)}`,
+        tone: "error",
+      });
     } finally {
       lines.loading = false;
       this.emit("change", { room: id });
@@ -645,7 +654,11 @@ export class Rooms extends Emitter {
       lines.hasMore = Boolean(page?.has_more);
       added = this.mergePage(id, Array.isArray(page?.messages) ? page.messages : []);
     } catch (error) {
-      this.emit("notice", { room: id, text: `Older messages could not be loaded: ${log.messageOf(error)}`, tone: "error" });
+      this.emit("notice", {
+        room: id,
+        text: `Older messages could not be loaded: ${log.messageOf(error)}`,
+        tone: "error",
+      });
     } finally {
       lines.loading = false;
       this.emit("change", { room: id });
@@ -668,7 +681,11 @@ export class Rooms extends Emitter {
       lines.membersLoaded = true;
       this.emit("members", { room: id });
     } catch (error) {
-      this.emit("notice", { room: id, text: `The member list could not be loaded: ${log.messageOf(error)}`, tone: "error" });
+      this.emit("notice", {
+        room: id,
+        text: `The member list could not be loaded: ${log.messageOf(error)}`,
+        tone: "error",
+      });
     }
   }
 

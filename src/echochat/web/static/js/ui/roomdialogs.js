@@ -130,7 +130,9 @@ export class RoomDialogs {
         [el("span", { className: "room-browser__category-name", text: name })],
       );
       if (count !== null) {
-        button.append(el("span", { className: "room-browser__category-count", text: String(count) }));
+        button.append(
+          el("span", { className: "room-browser__category-count", text: String(count) }),
+        );
       }
       button.dataset.category = id === null ? "" : String(id);
       button.addEventListener("click", () => {
@@ -143,7 +145,9 @@ export class RoomDialogs {
     const sorted = [...this.categories].sort((a, b) => (a.position ?? 0) - (b.position ?? 0));
     this.categoryList.replaceChildren(
       item(null, "All rooms", null),
-      ...sorted.map((c) => item(Number(c.id), String(c.name), typeof c.room_count === "number" ? c.room_count : null)),
+      ...sorted.map((c) =>
+        item(Number(c.id), String(c.name), typeof c.room_count === "number" ? c.room_count : null),
+      ),
     );
   }
 
@@ -174,7 +178,8 @@ export class RoomDialogs {
   /** @param {any[]} list */
   renderRooms(list) {
     const focusedRoom =
-      document.activeElement instanceof HTMLElement && this.tableBody.contains(document.activeElement)
+      document.activeElement instanceof HTMLElement &&
+      this.tableBody.contains(document.activeElement)
         ? document.activeElement.dataset.room
         : undefined;
     const rows = list.map((room) => {
@@ -184,7 +189,11 @@ export class RoomDialogs {
       const button = el("button", {
         className: `button ${joined ? "" : "button--primary"} room-table__join`,
         text: joined ? "Open" : "Join",
-        attrs: { type: "button", "aria-label": `${joined ? "Open" : "Join"} ${room.name}`, disabled: !joined && full },
+        attrs: {
+          type: "button",
+          "aria-label": `${joined ? "Open" : "Join"} ${room.name}`,
+          disabled: !joined && full,
+        },
       });
       button.dataset.room = String(id);
       button.addEventListener("click", () => this.join(id, String(room.name), joined));
@@ -212,7 +221,9 @@ export class RoomDialogs {
     this.tableBody.replaceChildren(...rows);
     byId("room-table-empty", HTMLElement).hidden = rows.length > 0;
     if (focusedRoom) {
-      /** @type {HTMLElement | null} */ (this.tableBody.querySelector(`button[data-room="${focusedRoom}"]`))?.focus();
+      /** @type {HTMLElement | null} */ (
+        this.tableBody.querySelector(`button[data-room="${focusedRoom}"]`)
+      )?.focus();
     }
   }
 
@@ -243,7 +254,11 @@ export class RoomDialogs {
     const form = byId("group-form", HTMLFormElement);
     bindForm(form, async ({ name, topic }) => {
       const encrypted = byId("group-encrypted", HTMLInputElement).checked;
-      const room = await this.rooms.createGroup({ name: name.trim(), topic: topic.trim(), encrypted });
+      const room = await this.rooms.createGroup({
+        name: name.trim(),
+        topic: topic.trim(),
+        encrypted,
+      });
       dialog.close();
       form.reset();
       if (room) {
@@ -294,7 +309,9 @@ export class RoomDialogs {
     const members = this.rooms.logs.get(room)?.members ?? new Map();
     const buddies = Object.values(this.store.get().buddies).filter((b) => !members.has(b.username));
     byId("invite-buddies", HTMLDataListElement).replaceChildren(
-      ...buddies.map((b) => el("option", { attrs: { value: b.username }, text: b.display_name || b.username })),
+      ...buddies.map((b) =>
+        el("option", { attrs: { value: b.username }, text: b.display_name || b.username }),
+      ),
     );
     byId("invite-intro", HTMLElement).textContent =
       `Invite a buddy to ${info?.name ?? "the group"}. They see the invitation and decide.`;

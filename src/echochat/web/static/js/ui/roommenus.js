@@ -118,10 +118,18 @@ export function roomMenus(deps) {
     /** @type {MenuItem[]} */
     const items = [];
     if (group) {
-      items.push({ label: "Invite a buddy…", command: "invite", run: () => dialogs.openInvite(info.id) });
+      items.push({
+        label: "Invite a buddy…",
+        command: "invite",
+        run: () => dialogs.openInvite(info.id),
+      });
     }
     if (staff || info.role === "owner" || info.role === "moderator") {
-      items.push({ label: "Name and topic…", command: "edit", run: () => dialogs.openEdit(info.id) });
+      items.push({
+        label: "Name and topic…",
+        command: "edit",
+        run: () => dialogs.openEdit(info.id),
+      });
     }
     items.push(
       {
@@ -190,7 +198,11 @@ export function roomMenus(deps) {
     /** @type {MenuItem[]} */
     const items = [];
     if (!mine) {
-      items.push({ label: `Reply to ${nameOf(line.sender)}`, command: "reply", run: () => mention(line.sender) });
+      items.push({
+        label: `Reply to ${nameOf(line.sender)}`,
+        command: "reply",
+        run: () => mention(line.sender),
+      });
       items.push(ignoreItem(line.sender));
     }
     if (!mine) {
@@ -237,9 +249,17 @@ export function roomMenus(deps) {
     const items = [];
     if (!self) {
       if (store.get().buddies[member.username] && openChat) {
-        items.push({ label: "Send a message", command: "pm", run: () => openChat(member.username) });
+        items.push({
+          label: "Send a message",
+          command: "pm",
+          run: () => openChat(member.username),
+        });
       }
-      items.push({ label: `Mention ${name}`, command: "mention", run: () => mention(member.username) });
+      items.push({
+        label: `Mention ${name}`,
+        command: "mention",
+        run: () => mention(member.username),
+      });
       items.push(ignoreItem(member.username));
       items.push({
         label: `Report ${name}…`,
@@ -252,7 +272,11 @@ export function roomMenus(deps) {
       const who = member.username;
       items.push({ kind: "separator" });
       if (member.mutedUntil && member.mutedUntil > Date.now()) {
-        items.push({ label: "Lift the mute", command: "unmute", run: () => act(() => net.mute(room, who, 0), `${name} may talk again.`) });
+        items.push({
+          label: "Lift the mute",
+          command: "unmute",
+          run: () => act(() => net.mute(room, who, 0), `${name} may talk again.`),
+        });
       } else {
         for (const [minutes, label] of MUTES) {
           items.push({
@@ -284,8 +308,17 @@ export function roomMenus(deps) {
       items.push({ kind: "separator" });
       items.push(
         member.role === "moderator"
-          ? { label: "Make a member", command: "demote", run: () => act(() => net.setRole(room, who, "member"), `${name} is a member again.`) }
-          : { label: "Make a moderator", command: "promote", run: () => act(() => net.setRole(room, who, "moderator"), `${name} is now a moderator.`) },
+          ? {
+              label: "Make a member",
+              command: "demote",
+              run: () => act(() => net.setRole(room, who, "member"), `${name} is a member again.`),
+            }
+          : {
+              label: "Make a moderator",
+              command: "promote",
+              run: () =>
+                act(() => net.setRole(room, who, "moderator"), `${name} is now a moderator.`),
+            },
       );
       items.push({
         label: "Make the owner…",

@@ -145,7 +145,13 @@ export function startRooms({ me, socket, store, sounds = null, confirm, openChat
       );
       button.dataset.room = String(room.id);
       if (room.mentions) {
-        button.append(el("span", { className: "room-item__mention", text: "@", attrs: { title: "You were mentioned" } }));
+        button.append(
+          el("span", {
+            className: "room-item__mention",
+            text: "@",
+            attrs: { title: "You were mentioned" },
+          }),
+        );
       }
       if (room.unread) {
         const badge = el("span", { className: "room-item__unread", text: String(room.unread) });
@@ -351,11 +357,20 @@ export function startRooms({ me, socket, store, sounds = null, confirm, openChat
   }
 
   function looking() {
-    return current !== null && !pane.hidden && document.visibilityState === "visible" && document.hasFocus();
+    return (
+      current !== null &&
+      !pane.hidden &&
+      document.visibilityState === "visible" &&
+      document.hasFocus()
+    );
   }
 
   function readIfSeen() {
-    if (looking() && current !== null && (view.atBottom() || view.scroller.scrollHeight <= view.scroller.clientHeight)) {
+    if (
+      looking() &&
+      current !== null &&
+      (view.atBottom() || view.scroller.scrollHeight <= view.scroller.clientHeight)
+    ) {
       rooms.markRead(current);
       notifier.stopFlash();
     }

@@ -164,8 +164,13 @@ export class RoomView {
       const found = line instanceof HTMLElement ? this.lineByKey(line.dataset.key ?? "") : null;
       if (found && found.id !== null && !(/** @type {Element} */ (event.target).closest("a"))) {
         event.preventDefault();
-        const more = /** @type {HTMLElement} */ (line?.querySelector(".room-line__more") ?? this.input);
-        handlers.onLineMenu(found, { point: { x: event.clientX, y: event.clientY }, returnFocus: more });
+        const more = /** @type {HTMLElement} */ (
+          line?.querySelector(".room-line__more") ?? this.input
+        );
+        handlers.onLineMenu(found, {
+          point: { x: event.clientX, y: event.clientY },
+          returnFocus: more,
+        });
       }
     });
     this.memberList.addEventListener("click", (event) => {
@@ -351,7 +356,15 @@ export class RoomView {
     addNotes(null);
     for (const line of entries) {
       const name = line.sender === this.me ? nameOf(this.me) : line.name || nameOf(line.sender);
-      const sig = [line.state, line.text, line.problem, line.send, line.sendError, line.id, name].join("\u0000");
+      const sig = [
+        line.state,
+        line.text,
+        line.problem,
+        line.send,
+        line.sendError,
+        line.id,
+        name,
+      ].join("\u0000");
       add(line.key, sig, () => this.lineNode(line, name));
       addNotes(line.key);
     }
@@ -432,7 +445,9 @@ export class RoomView {
     if (line.state === "open") {
       for (const part of splitMentions(line.text, this.me)) {
         body.append(
-          part.mention ? el("mark", { className: "room-line__mention", text: part.text }) : renderText(part.text),
+          part.mention
+            ? el("mark", { className: "room-line__mention", text: part.text })
+            : renderText(part.text),
         );
       }
     } else if (line.state === "locked") {
@@ -458,14 +473,22 @@ export class RoomView {
       node.append(
         el("button", {
           className: "room-line__more",
-          attrs: { type: "button", "aria-label": `Actions for this message from ${name}`, "aria-haspopup": "menu" },
+          attrs: {
+            type: "button",
+            "aria-label": `Actions for this message from ${name}`,
+            "aria-haspopup": "menu",
+          },
         }),
       );
     }
     if (line.send === "sending") {
       node.classList.add("room-line--sending");
     } else if (line.send === "failed") {
-      const retry = el("button", { className: "room-line__retry", text: "Retry", attrs: { type: "button" } });
+      const retry = el("button", {
+        className: "room-line__retry",
+        text: "Retry",
+        attrs: { type: "button" },
+      });
       retry.addEventListener("click", () => this.handlers.onRetry(line.clientId));
       node.append(
         el("span", { className: "room-line__failed" }, [
@@ -527,7 +550,12 @@ export class RoomView {
         row.dataset.state = member.state;
         row.dataset.role = member.role;
         if (badge) {
-          row.append(el("span", { className: `room-member__role room-member__role--${member.role}`, text: badge }));
+          row.append(
+            el("span", {
+              className: `room-member__role room-member__role--${member.role}`,
+              text: badge,
+            }),
+          );
         }
         if (member.mutedUntil && member.mutedUntil > now) {
           row.append(el("span", { className: "room-member__tag", text: "muted" }));
