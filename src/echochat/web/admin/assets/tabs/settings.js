@@ -125,7 +125,10 @@ export class SettingsTab {
       }
       if (box) {
         box.dataset.source = setting.source;
-        box.title = setting.source ? `Comes from: ${setting.source}` : "";
+        box.title =
+          setting.source === "admin"
+            ? "Changed in this panel (kept in the database)"
+            : "From the server's configuration";
       }
     }
     // A field of the template that this server does not offer is hidden.
@@ -169,6 +172,7 @@ export class SettingsTab {
       this.fill();
       const names = Object.keys(changes).length;
       setStatus(this.status, `Saved ${names} setting${names === 1 ? "" : "s"}; every server process uses them now.`, "success");
+      this.status.scrollIntoView({ block: "nearest" });
     } catch (error) {
       if (error instanceof ApiError && error.fields.length) {
         showProblems(this.form, this.status, error.fields);
