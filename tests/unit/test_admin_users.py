@@ -301,6 +301,9 @@ async def test_ban_refusals(site: AdminSite) -> None:
         404,
         "user_not_found",
     )
+    for loose in ("yes", 1, "true"):  # booleans only
+        bad = await site.call("PATCH", f"{ADMIN}/users/bob", alice, {"banned": loose})
+        assert bad.status_code == 422, bad.text
     long = await site.call(
         "PATCH", f"{ADMIN}/users/bob", alice, {"banned": True, "ban_reason": "x" * 501}
     )
@@ -330,7 +333,7 @@ async def test_mute_and_lift(site: AdminSite) -> None:
     assert [r.action for r in rows] == ["user.mute", "user.unmute"]
     assert rows[0].details["minutes"] == 30 and rows[0].details["reason"] == "cool off"
     assert rows[0].ip == IP
-    for minutes in (-1, 366 * 24 * 60 + 1):
+    for minutes in (-1, 366 * 24 * 60 + 1, True, "5", 2.5):
         bad = await site.call("PATCH", f"{ADMIN}/users/bob", alice, {"muted_minutes": minutes})
         assert bad.status_code == 422, bad.text
     myself = await site.call("PATCH", f"{ADMIN}/users/alice", alice, {"muted_minutes": 5})

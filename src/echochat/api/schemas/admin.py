@@ -73,10 +73,10 @@ class UserPageOut(BaseModel):
 
 
 class UserPatchIn(_In):
-    banned: bool | None = None
+    banned: bool | None = Field(default=None, strict=True)
     ban_reason: str = Field(default="", max_length=REASON_MAX)
     roles: list[Literal["admin", "moderator", "user"]] | None = Field(default=None, max_length=3)
-    muted_minutes: int | None = Field(default=None, ge=0, le=MUTE_MAX_MINUTES)
+    muted_minutes: int | None = Field(default=None, ge=0, le=MUTE_MAX_MINUTES, strict=True)
     mute_reason: str = Field(default="", max_length=REASON_MAX)
 
 
