@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import StreamingResponse
@@ -248,9 +248,13 @@ async def audit_export(
 async def stats(principal: Staff, ctx: Ctx) -> StatsOut:
     """Online now, and per day for the last 30 days: DMs, room messages, sign-ups."""
     found = await admin.stats(ctx, principal)
-    days: list[dict[str, Any]] = [{**asdict(d), "day": d.day.isoformat()} for d in found.days]
     return StatsOut(
         online_users=found.online_users,
         users_total=found.users_total,
-        days=[DayOut(**d) for d in days],
+        days=[
+            DayOut(
+                day=d.day.isoformat(), dms=d.dms, room_messages=d.room_messages, signups=d.signups
+            )
+            for d in found.days
+        ],
     )
