@@ -6,6 +6,7 @@ import itertools
 from typing import Any
 
 from echochat.services.context import Context
+from echochat.store import room_categories as category_store
 from echochat.store import rooms as room_store
 from tests.admin_table import Row
 
@@ -17,7 +18,7 @@ async def new_category(ctx: Any) -> dict[str, str]:
     assert isinstance(ctx, Context)
     slug = f"table-{next(_serial)}"
     async with ctx.db.transaction() as conn:
-        category_id = await room_store.insert_category_txn(
+        category_id = await category_store.insert_category_txn(
             conn, slug=slug, name=f"Table {slug}", position=50
         )
     return {"category_id": str(category_id), "slug": slug}

@@ -28,9 +28,11 @@ from echochat.services import rooms as rooms_service
 from echochat.services.accounts import Principal
 from echochat.services.context import Context
 from echochat.store import buddies as buddy_store
+from echochat.store import room_invites as invite_store
 from echochat.store import rooms as store
 from echochat.store import users as user_store
-from echochat.store.rooms import InviteRow, RoomRow
+from echochat.store.room_invites import InviteRow
+from echochat.store.rooms import RoomRow
 
 __all__ = ["accept", "cancel_txn", "decline", "invite", "pending", "tell"]
 
@@ -77,17 +79,17 @@ async def invite(
             raise Forbidden(f"you blocked {target.username}; unblock them first", code="blocked")
         if await store.membership(conn, room_id, target.id) is not None:
             raise Conflict(f"{target.username} is a member already", code="already_member")
-        if await store.pending_invite(conn, room_id, target.id) is not None:
+        if await invite_store.pending_invite(conn, room_id, target.id) is not None:
             raise Conflict(f"{target.username} is invited already", code="already_invited")
         ban = await store.ban_of(conn, room_id, target.id)
         if ban is not None and (ban.until is None or ban.until > now):
             raise Forbidden(f"{target.username} is banned from this group", code="banned_from_room")
         if await store.member_count(conn, room_id) >= rooms_service.capacity(ctx, room):
             raise Conflict(f"{room.name} is full", code="room_full")
-        invite_id = await store.insert_invite_txn(
+        invite_id = await invite_store.insert_invite_txn(
             conn, room_id, from_user=principal.user_id, to_user=target.id, now=now
         )
-        row = await store.get_invite(conn, invite_id)
+        row = await invite_store.get_invite(conn, invite_id)
         assert row is not None
         public = await _public(conn, ctx, room, row)
     await notify.to_user(ctx, target.id, RoomInviteEvent(data=RoomInviteData(invite=public)))
@@ -98,7 +100,7 @@ async def pending(ctx: Context, principal: Principal) -> list[RoomInvitePublic]:
     """The invites waiting for the caller's answer, oldest first."""
     out: list[RoomInvitePublic] = []
     async with ctx.db.read() as conn:
-        for row in await store.invites_to(conn, principal.user_id):
+        for row in await invite_store.invites_to(conn, principal.user_id):
             room = await store.get_room(conn, row.room_id)
             if room is not None:
                 out.append(await _public(conn, ctx, room, row))
@@ -108,7 +110,7 @@ async def pending(ctx: Context, principal: Principal) -> list[RoomInvitePublic]:
 async def _mine(
     conn: store.Conn, principal: Principal, invite_id: int
 ) -> tuple[InviteRow, RoomRow]:
-    row = await store.get_invite(conn, invite_id)
+    row = await invite_store.get_invite(conn, invite_id)
     room = await store.get_room(conn, row.room_id, lock=True) if row is not None else None
     if row is None or room is None or row.to_user != principal.user_id or row.status != "pending":
         raise NotFound("no such pending invite", code="invite_not_found")
@@ -133,11 +135,11 @@ async def accept(ctx: Context, principal: Principal, invite_id: int) -> RoomDeta
                 first_message_id=await store.max_message_id(conn, room.id),
                 now=now,
             )
-        if not await store.set_invite_status_txn(conn, invite_id, "accepted", now):
+        if not await invite_store.set_invite_status_txn(conn, invite_id, "accepted", now):
             raise NotFound("no such pending invite", code="invite_not_found")
         mine = await store.membership(conn, room.id, principal.user_id)
         recipients = await store.members_of(conn, room.id)
-        decided = await store.get_invite(conn, invite_id)
+        decided = await invite_store.get_invite(conn, invite_id)
         assert decided is not None and mine is not None
         public = await _public(conn, ctx, room, decided)
     event = RoomInviteEvent(data=RoomInviteData(invite=public))
@@ -153,9 +155,9 @@ async def decline(ctx: Context, principal: Principal, invite_id: int) -> None:
     now = ctx.clock()
     async with ctx.db.transaction() as conn:
         row, room = await _mine(conn, principal, invite_id)
-        if not await store.set_invite_status_txn(conn, invite_id, "declined", now):
+        if not await invite_store.set_invite_status_txn(conn, invite_id, "declined", now):
             raise NotFound("no such pending invite", code="invite_not_found")
-        decided = await store.get_invite(conn, invite_id)
+        decided = await invite_store.get_invite(conn, invite_id)
         assert decided is not None
         public = await _public(conn, ctx, room, decided)
     event = RoomInviteEvent(data=RoomInviteData(invite=public))
@@ -168,8 +170,8 @@ async def cancel_txn(
     """Cancel ``to_user``'s pending invites to ``room`` (they were banned from it): the
     invites as they now are, for :func:`tell` after the commit."""
     out: list[RoomInvitePublic] = []
-    for invite_id in await store.cancel_invites_txn(conn, room.id, to_user, ctx.clock()):
-        row = await store.get_invite(conn, invite_id)
+    for invite_id in await invite_store.cancel_invites_txn(conn, room.id, to_user, ctx.clock()):
+        row = await invite_store.get_invite(conn, invite_id)
         if row is not None:
             out.append(await _public(conn, ctx, room, row))
     return out

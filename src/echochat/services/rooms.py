@@ -38,6 +38,7 @@ from echochat.services import notify, presence, roomcast
 from echochat.services.accounts import Principal
 from echochat.services.context import Context
 from echochat.store import audit
+from echochat.store import room_categories as category_store
 from echochat.store import rooms as store
 from echochat.store import users as user_store
 from echochat.store.rooms import MemberRow, RoomRow
@@ -208,7 +209,7 @@ async def announce_update(
 
 async def categories(ctx: Context) -> list[CategoryPublic]:
     async with ctx.db.read() as conn:
-        rows = await store.categories(conn)
+        rows = await category_store.categories(conn)
     return [
         CategoryPublic(
             id=c.id, slug=c.slug, name=c.name, position=c.position, room_count=c.room_count
@@ -226,9 +227,9 @@ async def browse(
         category_id: int | None = None
         if category:
             found = (
-                await store.get_category(conn, int(category))
+                await category_store.get_category(conn, int(category))
                 if category.isdigit() and len(category) <= 18
-                else await store.category_by_slug(conn, category.strip().lower())
+                else await category_store.category_by_slug(conn, category.strip().lower())
             )
             if found is None:
                 raise NotFound(f"no category {category!r}", code="category_not_found")

@@ -23,8 +23,9 @@ from echochat.domain.rooms import (
 from echochat.services import rooms as rooms_service
 from echochat.services.accounts import Principal
 from echochat.services.context import Context
+from echochat.store import room_categories as category_store
 from echochat.store import rooms as store
-from echochat.store.rooms import CategoryRow
+from echochat.store.room_categories import CategoryRow
 
 __all__ = [
     "CAPACITY_MAX",
@@ -79,10 +80,12 @@ async def create_category(
     clean_slug = check_slug(slug) if slug else slug_from(clean)
     _position(position)
     async with ctx.db.transaction() as conn:
-        if await store.category_by_slug(conn, clean_slug) is not None:
+        if await category_store.category_by_slug(conn, clean_slug) is not None:
             raise Conflict(f"a category {clean_slug!r} exists", code="category_exists")
-        where = position if position is not None else await store.next_category_position(conn)
-        category_id = await store.insert_category_txn(
+        where = (
+            position if position is not None else await category_store.next_category_position(conn)
+        )
+        category_id = await category_store.insert_category_txn(
             conn, slug=clean_slug, name=clean, position=where
         )
         await _audit(
@@ -94,7 +97,7 @@ async def create_category(
             ip,
             {"name": clean, "position": where},
         )
-        row = await store.get_category(conn, category_id)
+        row = await category_store.get_category(conn, category_id)
     assert row is not None
     return _category(row)
 
@@ -117,13 +120,16 @@ async def update_category(
     if _position(position) is not None:
         values["position"] = position
     async with ctx.db.transaction() as conn:
-        old = await store.get_category(conn, category_id)
+        old = await category_store.get_category(conn, category_id)
         if old is None:
             raise NotFound("no such category", code="category_not_found")
         new_slug = str(values.get("slug", old.slug))
-        if new_slug != old.slug and await store.category_by_slug(conn, new_slug) is not None:
+        if (
+            new_slug != old.slug
+            and await category_store.category_by_slug(conn, new_slug) is not None
+        ):
             raise Conflict(f"a category {values['slug']!r} exists", code="category_exists")
-        await store.update_category_txn(conn, category_id, **values)
+        await category_store.update_category_txn(conn, category_id, **values)
         await _audit(
             conn,
             principal,
@@ -133,7 +139,7 @@ async def update_category(
             ip,
             {k: str(v) for k, v in values.items()},
         )
-        row = await store.get_category(conn, category_id)
+        row = await category_store.get_category(conn, category_id)
     assert row is not None
     return _category(row)
 
@@ -142,7 +148,7 @@ async def delete_category(
     ctx: Context, principal: Principal, category_id: int, *, ip: str = ""
 ) -> None:
     async with ctx.db.transaction() as conn:
-        old = await store.get_category(conn, category_id)
+        old = await category_store.get_category(conn, category_id)
         if old is None:
             raise NotFound("no such category", code="category_not_found")
         if old.room_count:
@@ -150,14 +156,17 @@ async def delete_category(
                 f"{old.name} still has {old.room_count} room(s): move or delete them first",
                 code="category_not_empty",
             )
-        await store.delete_category_txn(conn, category_id)
+        await category_store.delete_category_txn(conn, category_id)
         await _audit(
             conn, principal, "room.category_delete", "category", old.slug, ip, {"name": old.name}
         )
 
 
 async def _check_category(conn: store.Conn, category_id: int | None) -> None:
-    if category_id is not None and await store.get_category(conn, category_id, lock=True) is None:
+    if (
+        category_id is not None
+        and await category_store.get_category(conn, category_id, lock=True) is None
+    ):
         raise NotFound("no such category", code="category_not_found")
 
 

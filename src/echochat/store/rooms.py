@@ -1,8 +1,9 @@
 """Chat rooms and private groups: room rows, categories, membership, invites and bans.
 
 Policy (who may do what) lives in :mod:`echochat.domain.rooms` and the room services; this
-module only reads and writes rows. Functions ending in ``_txn`` run inside the caller's
-transaction. Other areas import :func:`members_of`, :func:`membership` and
+module only reads and writes rows. Invites are in :mod:`echochat.store.room_invites`,
+categories in :mod:`echochat.store.room_categories`. Functions ending in ``_txn`` run inside
+the caller's transaction. Other areas import :func:`members_of`, :func:`membership` and
 :func:`room_ids_of` (message fan-out and the hub's room index).
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, case, delete, func, insert, select, update
+from sqlalchemy import Select, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from echochat.store.tables import (
@@ -21,7 +22,6 @@ from echochat.store.tables import (
     buddies,
     room_bans,
     room_categories,
-    room_invites,
     room_members,
     room_messages,
     rooms,
@@ -30,9 +30,7 @@ from echochat.store.tables import (
 
 __all__ = [
     "BanRow",
-    "CategoryRow",
     "Conn",
-    "InviteRow",
     "MemberInfo",
     "MemberRow",
     "MyRoomRow",
@@ -40,18 +38,9 @@ __all__ = [
     "add_member_txn",
     "ban_of",
     "ban_txn",
-    "cancel_invites_txn",
-    "categories",
-    "category_by_slug",
-    "delete_category_txn",
     "delete_room_txn",
-    "get_category",
-    "get_invite",
     "get_room",
-    "insert_category_txn",
-    "insert_invite_txn",
     "insert_room_txn",
-    "invites_to",
     "max_message_id",
     "member_count",
     "member_counts",
@@ -60,19 +49,15 @@ __all__ = [
     "members_of",
     "membership",
     "my_rooms",
-    "next_category_position",
     "online_counts",
-    "pending_invite",
     "presence_hidden_from",
     "presence_hidden_to",
     "public_rooms",
     "remove_member_txn",
     "room_ids_of",
-    "set_invite_status_txn",
     "set_muted_txn",
     "set_role_txn",
     "unban_txn",
-    "update_category_txn",
     "update_room_txn",
 ]
 
@@ -140,28 +125,6 @@ class BanRow:
     reason: str
     created_at: datetime
     until: datetime | None
-
-
-@dataclass(frozen=True)
-class InviteRow:
-    id: int
-    room_id: int
-    from_user: int
-    from_username: str
-    from_display_name: str
-    to_user: int
-    to_username: str
-    status: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class CategoryRow:
-    id: int
-    slug: str
-    name: str
-    position: int
-    room_count: int
 
 
 def _chunks(ids: Iterable[int]) -> list[list[int]]:
@@ -581,172 +544,4 @@ async def unban_txn(conn: AsyncConnection, room_id: int, user_id: int) -> bool:
     result = await conn.execute(
         delete(room_bans).where(room_bans.c.room_id == room_id, room_bans.c.user_id == user_id)
     )
-    return bool(result.rowcount)
-
-
-# invites ----------------------------------------------------------------------------------
-
-_from = users.alias("inv_from")
-_to = users.alias("inv_to")
-_INVITE_COLS = (
-    room_invites.c.id,
-    room_invites.c.room_id,
-    room_invites.c.from_user,
-    _from.c.username.label("from_username"),
-    _from.c.display_name.label("from_display_name"),
-    room_invites.c.to_user,
-    _to.c.username.label("to_username"),
-    room_invites.c.status,
-    room_invites.c.created_at,
-)
-
-
-def _invite_query() -> Select[Any]:
-    return (
-        select(*_INVITE_COLS)
-        .join(_from, _from.c.id == room_invites.c.from_user)
-        .join(_to, _to.c.id == room_invites.c.to_user)
-    )
-
-
-async def insert_invite_txn(
-    conn: AsyncConnection, room_id: int, *, from_user: int, to_user: int, now: datetime
-) -> int:
-    result = await conn.execute(
-        insert(room_invites)
-        .values(room_id=room_id, from_user=from_user, to_user=to_user, created_at=now)
-        .returning(room_invites.c.id)
-    )
-    return int(result.scalar_one())
-
-
-async def get_invite(conn: AsyncConnection, invite_id: int) -> InviteRow | None:
-    row = (await conn.execute(_invite_query().where(room_invites.c.id == invite_id))).first()
-    return None if row is None else InviteRow(**row._mapping)
-
-
-async def pending_invite(conn: AsyncConnection, room_id: int, to_user: int) -> InviteRow | None:
-    row = (
-        await conn.execute(
-            _invite_query().where(
-                room_invites.c.room_id == room_id,
-                room_invites.c.to_user == to_user,
-                room_invites.c.status == "pending",
-            )
-        )
-    ).first()
-    return None if row is None else InviteRow(**row._mapping)
-
-
-async def invites_to(conn: AsyncConnection, user_id: int) -> list[InviteRow]:
-    """Pending invites to ``user_id``, oldest first."""
-    rows = await conn.execute(
-        _invite_query()
-        .where(room_invites.c.to_user == user_id, room_invites.c.status == "pending")
-        .order_by(room_invites.c.id)
-    )
-    return [InviteRow(**row._mapping) for row in rows]
-
-
-async def set_invite_status_txn(
-    conn: AsyncConnection, invite_id: int, status: str, now: datetime
-) -> bool:
-    """Decide a pending invite; False when it was not pending any more (a race lost)."""
-    result = await conn.execute(
-        update(room_invites)
-        .where(room_invites.c.id == invite_id, room_invites.c.status == "pending")
-        .values(status=status, decided_at=now)
-    )
-    return bool(result.rowcount)
-
-
-async def cancel_invites_txn(
-    conn: AsyncConnection, room_id: int, to_user: int, now: datetime
-) -> list[int]:
-    """Cancel the pending invites of ``to_user`` to ``room_id`` (e.g. on a ban)."""
-    where = and_(
-        room_invites.c.room_id == room_id,
-        room_invites.c.to_user == to_user,
-        room_invites.c.status == "pending",
-    )
-    ids = [int(i) for (i,) in await conn.execute(select(room_invites.c.id).where(where))]
-    if ids:
-        await conn.execute(
-            update(room_invites).where(where).values(status="cancelled", decided_at=now)
-        )
-    return ids
-
-
-# categories -------------------------------------------------------------------------------
-
-
-def _category_query() -> Select[Any]:
-    count = (
-        select(func.count())
-        .select_from(rooms)
-        .where(rooms.c.category_id == room_categories.c.id, rooms.c.kind == "public")
-        .correlate(room_categories)
-        .scalar_subquery()
-    )
-    return select(
-        room_categories.c.id,
-        room_categories.c.slug,
-        room_categories.c.name,
-        room_categories.c.position,
-        count.label("room_count"),
-    )
-
-
-async def categories(conn: AsyncConnection) -> list[CategoryRow]:
-    rows = await conn.execute(
-        _category_query().order_by(room_categories.c.position, room_categories.c.id)
-    )
-    return [CategoryRow(**row._mapping) for row in rows]
-
-
-async def get_category(
-    conn: AsyncConnection, category_id: int, *, lock: bool = False
-) -> CategoryRow | None:
-    """The category; ``lock`` (in a transaction) holds its row until the commit on
-    PostgreSQL, so it cannot be deleted under a room being moved into it."""
-    if lock:
-        await conn.execute(
-            select(room_categories.c.id)
-            .where(room_categories.c.id == category_id)
-            .with_for_update(key_share=True)
-        )
-    row = (await conn.execute(_category_query().where(room_categories.c.id == category_id))).first()
-    return None if row is None else CategoryRow(**row._mapping)
-
-
-async def category_by_slug(conn: AsyncConnection, slug: str) -> CategoryRow | None:
-    row = (await conn.execute(_category_query().where(room_categories.c.slug == slug))).first()
-    return None if row is None else CategoryRow(**row._mapping)
-
-
-async def insert_category_txn(conn: AsyncConnection, *, slug: str, name: str, position: int) -> int:
-    result = await conn.execute(
-        insert(room_categories)
-        .values(slug=slug, name=name, position=position)
-        .returning(room_categories.c.id)
-    )
-    return int(result.scalar_one())
-
-
-async def next_category_position(conn: AsyncConnection) -> int:
-    value = (
-        await conn.execute(select(func.coalesce(func.max(room_categories.c.position), -1)))
-    ).scalar_one()
-    return int(value) + 1
-
-
-async def update_category_txn(conn: AsyncConnection, category_id: int, **values: object) -> None:
-    if values:
-        await conn.execute(
-            update(room_categories).where(room_categories.c.id == category_id).values(**values)
-        )
-
-
-async def delete_category_txn(conn: AsyncConnection, category_id: int) -> bool:
-    result = await conn.execute(delete(room_categories).where(room_categories.c.id == category_id))
     return bool(result.rowcount)
