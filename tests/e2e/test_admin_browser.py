@@ -281,7 +281,16 @@ async def test_admin_panel_journey(
     assert csv.headers["content-type"].startswith("text/csv")
     assert (await csv.text()).count("settings.update") == 2
 
-    # --- minimize to the dock and back; a phone-sized window -----------------------------------
+    # --- drag it by its title bar, minimize to the dock and back; a phone-sized window ----------
+    before = await panel.bounding_box()
+    assert before is not None
+    await page.mouse.move(before["x"] + 200, before["y"] + 12)
+    await page.mouse.down()
+    await page.mouse.move(before["x"] + 120, before["y"] + 60, steps=4)
+    await page.mouse.up()
+    after = await panel.bounding_box()
+    assert after is not None
+    assert (round(after["x"] - before["x"]), round(after["y"] - before["y"])) == (-80, 48)
     await panel.get_by_role("button", name="Minimize").click()
     await expect(panel).to_be_hidden()
     dock = page.locator("#admin-dock")
