@@ -443,7 +443,10 @@ export function listOf(raw, ...keys) {
  */
 export function reportTarget(report) {
   const user = report.username ?? report.message?.sender ?? "";
-  const name = report.display_name && report.display_name !== user ? `${report.display_name} (${user})` : user;
+  const name =
+    report.display_name && report.display_name !== user
+      ? `${report.display_name} (${user})`
+      : user;
   if (report.kind === "user") {
     return name;
   }

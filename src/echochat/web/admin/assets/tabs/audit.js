@@ -57,7 +57,13 @@ export class AuditTab {
       this.rows.replaceChildren(...rows.map((row) => this.row(row)));
       if (!rows.length) {
         this.rows.append(
-          el("tr", {}, [el("td", { className: "admin-table__empty", text: "Nothing logged matches.", attrs: { colspan: "6" } })]),
+          el("tr", {}, [
+            el("td", {
+              className: "admin-table__empty",
+              text: "Nothing logged matches.",
+              attrs: { colspan: "6" },
+            }),
+          ]),
         );
       }
       this.older.disabled = next === null || next === undefined;

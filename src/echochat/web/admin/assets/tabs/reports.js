@@ -136,7 +136,9 @@ export class ReportsTab {
       button.addEventListener("click", () =>
         this.resolve(report, action, note.value, action === "mute" ? Number(minutes.value) : null),
       );
-      return action === "mute" ? [el("span", { className: "admin-report__mute" }, [button, minutes])] : [button];
+      return action === "mute"
+        ? [el("span", { className: "admin-report__mute" }, [button, minutes])]
+        : [button];
     });
     return el("div", { className: "admin-report__actions" }, [
       el("label", { className: "visually-hidden", text: "Resolution note", attrs: { for: noteId } }),

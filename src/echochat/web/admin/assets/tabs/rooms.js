@@ -193,7 +193,10 @@ export class RoomsTab {
         el("span", { text: room.name }),
         el("span", { className: "admin-row__sub", text: this.categoryName(room.category_id) }),
       ]),
-      el("span", { className: "admin-row__meta", text: `${members} member${members === 1 ? "" : "s"}` }),
+      el("span", {
+        className: "admin-row__meta",
+        text: `${members} member${members === 1 ? "" : "s"}`,
+      }),
       edit,
       remove,
     ]);
@@ -216,8 +219,11 @@ export class RoomsTab {
   edit(room) {
     const form = this.roomForm;
     form.reset();
-    /** @type {HTMLInputElement} */ (form.elements.namedItem("id")).value = room ? String(room.id) : "";
-    byId("admin-room-form-title", HTMLElement).textContent = room ? `Edit “${room.name}”` : "New public room";
+    const id = /** @type {HTMLInputElement} */ (form.elements.namedItem("id"));
+    id.value = room ? String(room.id) : "";
+    byId("admin-room-form-title", HTMLElement).textContent = room
+      ? `Edit “${room.name}”`
+      : "New public room";
     byId("admin-room-submit", HTMLButtonElement).textContent = room ? "Save room" : "Create room";
     byId("admin-room-cancel", HTMLButtonElement).hidden = !room;
     const names = this.categories.map((c) => String(c.id));

@@ -121,7 +121,9 @@ export class SettingsTab {
           ? "A key is set (type to replace it)"
           : "No key set";
       } else {
-        input.value = setting.value === null || setting.value === undefined ? "" : String(setting.value);
+        input.value = setting.value === null || setting.value === undefined
+          ? ""
+          : String(setting.value);
       }
       if (box) {
         box.dataset.source = setting.source;
@@ -171,13 +173,16 @@ export class SettingsTab {
       this.current = answer ? normalizeSettings(answer) : this.current;
       this.fill();
       const names = Object.keys(changes).length;
-      setStatus(this.status, `Saved ${names} setting${names === 1 ? "" : "s"}; every server process uses them now.`, "success");
+      setStatus(
+        this.status,
+        `Saved ${names} setting${names === 1 ? "" : "s"}; every server process uses them now.`,
+        "success",
+      );
       this.status.scrollIntoView({ block: "nearest" });
     } catch (error) {
       if (error instanceof ApiError && error.fields.length) {
+        // The server names the setting (details.field): the message goes next to it.
         showProblems(this.form, this.status, error.fields);
-      } else if (error instanceof ApiError && typeof error.details.setting === "string") {
-        showProblems(this.form, this.status, [{ field: error.details.setting, message: error.message }]);
       } else {
         setStatus(this.status, problemText(error), "error");
       }

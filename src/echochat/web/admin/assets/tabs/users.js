@@ -93,7 +93,10 @@ export class UsersTab {
         ),
         state.key === "active"
           ? ""
-          : el("span", { className: `admin-badge admin-badge--${state.key}`, text: capital(state.key) }),
+          : el("span", {
+              className: `admin-badge admin-badge--${state.key}`,
+              text: capital(state.key),
+            }),
       ],
     );
     button.dataset.username = user.username;
@@ -135,7 +138,7 @@ export class UsersTab {
     const facts = [
       ["Email", user.email || "—"],
       ["Joined", user.created_at ? formatTime(Date.parse(user.created_at)) : "—"],
-      ["Last seen", user.last_seen_at || user.last_seen ? formatTime(Date.parse(user.last_seen_at ?? user.last_seen)) : "—"],
+      ["Last seen", user.last_seen_at ? formatTime(Date.parse(user.last_seen_at)) : "—"],
       ["Sessions", typeof user.sessions === "number" ? `${user.sessions} signed in` : "—"],
     ];
     if (state.key === "banned" && user.ban_reason) {
@@ -206,7 +209,9 @@ export class UsersTab {
       const reason = byId("admin-ban-reason", HTMLInputElement).value.trim();
       const sure = await this.confirm({
         title: "Ban user",
-        text: `Ban ${name}? Every session of theirs ends at once and they cannot sign in${reason ? `; they are told: “${reason}”` : ""}.`,
+        text:
+          `Ban ${name}? Every session of theirs ends at once and they cannot sign in` +
+          (reason ? `; they are told: “${reason}”.` : "."),
         ok: "Ban",
       });
       if (sure) {

@@ -61,7 +61,7 @@ export function reportBody(about, reason, include) {
  * @param {{id?: number, status?: string, outcome?: string}} data
  */
 export function reportOutcome(data) {
-  const outcome = typeof data.outcome === "string" && data.outcome.trim() ? data.outcome.trim() : "";
+  const outcome = typeof data.outcome === "string" ? data.outcome.trim() : "";
   if (outcome) {
     return outcome; // one sentence the server chose per action ("...removed the message.")
   }
@@ -94,7 +94,8 @@ export function openReport(about) {
   excerptBox.hidden = about.kind === "user" || !about.text;
   byId("report-include-hint", HTMLElement).textContent =
     about.kind === "dm"
-      ? "Private messages are end-to-end encrypted: the moderators can only see the text if you send it with your report."
+      ? "Private messages are end-to-end encrypted: the moderators can only see the text " +
+        "if you send it with your report."
       : "Sending the text shows the moderators exactly what you saw.";
   byId("report-quote", HTMLElement).textContent = about.text ?? "";
   openDialog(dialog, byId("report-reason", HTMLTextAreaElement));
