@@ -275,6 +275,22 @@ async def test_rooms_groups_and_moderation(
         assert message["envelope"]["conv"] == f"group:{secret}"
         assert {k["user"] for k in message["envelope"]["keys"]} == {"alice", "bob"}
     await bob.page.screenshot(path=output_dir / "encrypted-group.png")
+    # Bob in a second browser without his keys: the group is locked with the same Unlock bar
+    # as a PM window; restoring his keys from the backup opens its messages.
+    elsewhere = Rooms(await open_chat(new_context, watch, server, BOB))
+    await elsewhere.show_rooms()
+    await elsewhere.room_item("Secret plans").click()
+    await elsewhere.expect_open("Secret plans")
+    await expect(elsewhere.pane).to_have_attribute("data-locked", "true")
+    await expect(elsewhere.pane.get_by_role("button", name="Unlock")).to_be_visible()
+    await expect(elsewhere.line("Only we can read this")).to_have_count(0)
+    await expect(elsewhere.lines().first).to_have_attribute("data-state", "locked")
+    await elsewhere.page.screenshot(path=output_dir / "encrypted-group-locked.png")
+    await set_up_keys(elsewhere.page)
+    await expect(elsewhere.pane).to_have_attribute("data-locked", "false")
+    await expect(elsewhere.line("Only we can read this")).to_have_attribute("data-state", "open")
+    await elsewhere.chat.assert_clean()
+    await elsewhere.page.context.close()
     # Carol is invited too, and declines.
     await alice.invite("carol")
     bar = carol.page.locator("#invite-alert")

@@ -451,7 +451,7 @@ export class RoomView {
         );
       }
     } else if (line.state === "locked") {
-      body.textContent = "🔒 Encrypted — unlock your keys to read it.";
+      body.textContent = "🔒 Encrypted: unlock your keys to read it";
       node.classList.add("room-line--locked");
     } else if (line.state === "failed") {
       body.textContent = `⚠ This message could not be read: ${line.problem}`;
