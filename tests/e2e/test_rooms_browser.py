@@ -1,13 +1,22 @@
 """Chat rooms and private groups in a real browser against a live server (issue #7, item 5
-and its browser test): three users join a public room from the room browser, talk, see
-each other typing and online in the member list; Alice makes a private group, invites her
-buddies, they accept and talk, a mention of Carol is highlighted and counted; Alice (the
-owner) deletes a message and it disappears for everyone; Bob ignores Carol. Also the pure
-parts (state/roomlog.js) run in Chromium, a reconnect that resumes with nothing missing or
-doubled, and the open room on a narrow window.
+and its browser test), one journey of three users:
 
-One shared server, three browser contexts. Every page must stay free of console errors
-and CSP violations. Screenshots go to test-output/<test id>/.
+- a public room joined from the room browser (categories, search): talking, typing,
+  presence in the member list, emoticons, links, markup shown as inert text;
+- a private group: create, invite buddies, accept; a mention of Carol highlighted, counted
+  in her rooms list and, while her tab is hidden, flashed in the title and notified;
+- moderation by the owner: a message deleted for everyone, mute (Bob's send refused, then
+  retried), name and topic, a ban (the group closes for Carol and says why); Bob ignores
+  Carol (client-side, remembered), leaves the public room;
+- an end-to-end encrypted group: envelopes only on the server, opened by the members;
+  locked with an Unlock bar in a browser without keys, opened once they are restored; an
+  invitation declined;
+- resume: Carol cut off while Bob writes, nothing missing or doubled after the reconnect;
+  the open room remembered across a reload; the room on a narrow window;
+- the pure parts (state/roomlog.js) run in Chromium.
+
+One shared server, three browser contexts (a fourth briefly). Every page must stay free
+of console errors and CSP violations. Screenshots go to test-output/<test id>/.
 """
 
 from __future__ import annotations
