@@ -38,7 +38,7 @@ const GONE = {
   left: (/** @type {string} */ name) => `You left ${name}.`,
   kick: (/** @type {string} */ name) => `You were removed from ${name} by a moderator.`,
   ban: (/** @type {string} */ name) => `You were banned from ${name}.`,
-  deleted: (/** @type {string} */ name) => `The group ${name} was deleted.`,
+  deleted: (/** @type {string} */ name) => `${name} was deleted.`,
 };
 
 /**
@@ -154,7 +154,9 @@ export function startRooms({ me, socket, store, sounds = null, confirm, openChat
         );
       }
       if (room.unread) {
-        const badge = el("span", { className: "room-item__unread", text: String(room.unread) });
+        // The server counts up to 1000.
+        const count = room.unread > 999 ? "999+" : String(room.unread);
+        const badge = el("span", { className: "room-item__unread", text: count });
         badge.dataset.unread = String(room.unread);
         button.append(badge);
         button.setAttribute("aria-label", `${room.name}, ${room.unread} unread`);
@@ -170,7 +172,7 @@ export function startRooms({ me, socket, store, sounds = null, confirm, openChat
     byId("rooms-groups-empty", HTMLElement).hidden = groups.length > 0 || !rooms.loaded;
     const total = rooms.totalUnread();
     unreadBadge.hidden = total === 0;
-    unreadBadge.textContent = String(total);
+    unreadBadge.textContent = total > 999 ? "999+" : String(total);
     tabRooms.setAttribute("aria-label", total ? `Rooms, ${total} unread` : "Rooms");
   }
 
