@@ -87,6 +87,15 @@ def test_every_row_names_a_route_and_a_known_permission(make_settings: MakeSetti
         assert 200 <= row.ok < 300, row
 
 
+OPEN_TO_ANY_USER = {("GET", f"{PREFIX}/whoami")}  # so a user can learn why they have no panel
+
+
+def test_only_whoami_is_open_to_every_signed_in_user() -> None:
+    """Every other admin endpoint names a permission: a row cannot wave one through."""
+    open_rows = {(row.method, row.route_path) for row in all_rows() if row.permission is None}
+    assert open_rows == OPEN_TO_ANY_USER
+
+
 @pytest.fixture
 async def site(make_settings: MakeSettings) -> AsyncIterator[AdminSite]:
     async with open_admin_site(make_settings) as started:
