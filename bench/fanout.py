@@ -429,12 +429,14 @@ class LeanReader(asyncio.Protocol):
 
     @staticmethod
     async def ping_all(readers: list[LeanReader], heartbeat: float) -> None:
-        """The app-level heartbeat the server expects of every socket."""
+        """The app-level heartbeat the server expects of every socket (the server closes
+        sockets silent for three periods; opening 500 can take longer than that on a busy
+        machine, so the first round goes at once)."""
         while True:
-            await asyncio.sleep(heartbeat)
             for reader in readers:
                 if not reader.closed:
                     reader.send_text('{"op":"ping"}')
+            await asyncio.sleep(heartbeat / 2)
 
 
 def _ms(values: list[float], p: float | None) -> str:

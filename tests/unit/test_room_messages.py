@@ -13,8 +13,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from echochat.domain.errors import Forbidden, NotFound
+from echochat.realtime.wsserver import text_frame
 from echochat.services import accounts, room_messages, roomcast
 from echochat.store.tables import audit_log
 from echochat.store.tables import room_messages as room_messages_table
@@ -497,3 +500,14 @@ async def test_staff_delete_in_any_room_and_a_deleted_room_is_forgotten(
     await server.wait_for(lambda: not server.hub.room_members_here(room), "the room forgotten")
     assert room not in server.hub.rooms_here(alice.id)
     await sock.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70001])
+def test_a_shared_frame_is_the_frame_websockets_would_write(size: int) -> None:
+    """The hub builds a room message's wire bytes once for all sockets
+    (``wsserver.text_frame``): they must be what websockets writes for that text."""
+    text = ("é" * size)[: size // 2] + "x" * (size - size // 2)
+    protocol = ServerProtocol()
+    protocol.state = State.OPEN
+    protocol.send_text(text.encode())
+    assert b"".join(protocol.data_to_send()) == text_frame(text)

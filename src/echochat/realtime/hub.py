@@ -31,7 +31,7 @@ import orjson
 from starlette.websockets import WebSocket
 
 from echochat.bus import BusOverflow, BusUnavailable, Subscription
-from echochat.realtime.wsserver import LeanWebSocketProtocol
+from echochat.realtime.wsserver import LeanWebSocketProtocol, text_frame
 from echochat.services import accounts, notify, presence, roomcast
 from echochat.services.accounts import Principal
 from echochat.services.context import Context
@@ -116,6 +116,20 @@ class Connection:
             return
         backlog.append(frame)
         self._start_writer()
+
+    def send_shared(self, frame: str, wire: bytes) -> None:
+        """:meth:`send` of a frame that many sockets get, with its wire bytes built once
+        (``wsserver.text_frame``): written as they are when nothing is queued here."""
+        direct = self._direct
+        if (
+            direct is not None
+            and self._backlog is None
+            and self._writer is None
+            and not self.closing
+            and direct.send_frame_now(wire)
+        ):
+            return
+        self.send(frame)
 
     def send_final(self, frame: str, code: int) -> None:
         """One last frame (e.g. ``kicked``), then close; there is always room for it."""
@@ -436,11 +450,12 @@ class Hub:
         else:
             return
         by_user = self._by_user
+        wire = text_frame(frame)  # built once: the same bytes for every socket
         for user_id in members:
             if user_id == skip:
                 continue
             for conn in by_user.get(user_id, ()):
-                conn.send(frame)
+                conn.send_shared(frame, wire)
 
     async def _reader(self) -> None:
         assert self._sub is not None

@@ -53,7 +53,7 @@ from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 from websockets.version import version as websockets_version
 
-__all__ = ["LeanWebSocketProtocol"]
+__all__ = ["LeanWebSocketProtocol", "text_frame"]
 
 log = logging.getLogger("uvicorn.error")
 
@@ -383,6 +383,27 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self._write_pending()
         return True
 
+    def send_frame_now(self, frame: bytes) -> bool:
+        """Write a frame built by :func:`text_frame` at once (the same bytes for every
+        socket that gets it: a room message); False when it cannot be done here and the
+        caller must send the text instead (as for :meth:`send_text_now`, and when deflate
+        was negotiated on this socket)."""
+        conn = self.conn
+        if (
+            self._write_paused
+            or self.disconnected
+            or self.close_sent
+            or not self.handshake_complete
+            or self.initial_response is not None
+            or conn.state is not State.OPEN
+            or conn.extensions
+            or conn.expect_continuation_frame
+        ):
+            return False
+        self._write_pending()
+        self.transport.write(frame)
+        return True
+
     async def send(self, message: Message) -> None:
         """ASGI ``send``."""
         if self._write_paused:
@@ -584,3 +605,17 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self._write_pending()
         self.close_sent = True
         self.transport.close()
+
+
+def text_frame(text: str) -> bytes:
+    """The bytes of an unmasked, unfragmented, uncompressed server text frame (RFC 6455
+    5.2) of ``text``: what websockets would write for it on a socket without extensions."""
+    data = text.encode()
+    size = len(data)
+    if size < 126:
+        head = bytes((0x81, size))
+    elif size < 1 << 16:
+        head = b"\x81\x7e" + size.to_bytes(2, "big")
+    else:
+        head = b"\x81\x7f" + size.to_bytes(8, "big")
+    return head + data
