@@ -1,11 +1,13 @@
 """Room membership across two ``echochat serve`` processes on one PostgreSQL database and
 one Redis (issue 7): membership events reach members on the other process, online counts
-see presence on both processes, and a member removed on one process gets no later room
-message on the other (the roomcast membership hook keeps every hub's room index right).
+see presence on both processes, a member removed on one process gets no later room message
+on the other (the roomcast membership hook keeps every hub's room index right), and joins
+racing through both processes never overfill a room (the room row's lock).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +21,8 @@ from tests.wsutil import API, Socket, User, cookieless, open_socket, register
 
 pytestmark = pytest.mark.integration
 
+CAPACITY = 4  # public rooms' capacity on this cluster
+
 
 @pytest.fixture
 def cluster(
@@ -27,7 +31,10 @@ def cluster(
     redis_prefix: str,
     live_server_factory: Callable[..., LiveServer],
 ) -> tuple[LiveServer, LiveServer]:
-    env = cluster_env(pg_url, redis_server, redis_prefix)
+    env = {
+        **cluster_env(pg_url, redis_server, redis_prefix),
+        "ECHOCHAT_ROOM_CAPACITY": str(CAPACITY),
+    }
     first = live_server_factory(env=env)  # migrates; the second finds the schema current
     second = live_server_factory(env=env)
     return first, second
@@ -128,4 +135,32 @@ async def test_membership_crosses_processes(cluster: tuple[LiveServer, LiveServe
         await bob_on_b.assert_quiet(lambda f: f.get("type") == "room.update")
         for sock in socks:
             await sock.close()
+    no_tracebacks(a, b)
+
+
+async def test_racing_joins_through_both_processes_never_overfill_a_room(
+    cluster: tuple[LiveServer, LiveServer],
+) -> None:
+    a, b = cluster
+    async with http_to(a) as via_a, http_to(b) as via_b:
+        people = [
+            (via, await register(via, f"user{i}"))
+            for i, via in enumerate([via_a, via_b] * (CAPACITY - 1))
+        ]
+        first = people[0][1]
+        chess = (await ok(via_a, "GET", "/rooms", first, q="Chess"))["rooms"][0]
+        assert chess["capacity"] == CAPACITY
+        answers = await asyncio.gather(
+            *(
+                via.post(f"{API}/rooms/{chess['id']}/join", headers=who.headers)
+                for via, who in people
+            )
+        )
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [200] * CAPACITY + [409] * (len(people) - CAPACITY), [
+            r.text for r in answers
+        ]
+        assert {r.json()["error"]["code"] for r in answers if r.status_code == 409} == {"room_full"}
+        listing = (await ok(via_b, "GET", "/rooms", first, q="Chess"))["rooms"][0]
+        assert listing["member_count"] == CAPACITY
     no_tracebacks(a, b)
