@@ -570,3 +570,35 @@ async def test_rename_and_topic_by_owner_and_moderators_only(
         403,
         "not_a_member",
     )
+
+
+async def test_every_room_endpoint_needs_a_session_and_sane_ids(
+    site: RoomSite, alice: User
+) -> None:
+    for method, path in [
+        ("GET", "/rooms/categories"),
+        ("GET", "/rooms"),
+        ("GET", "/rooms/mine"),
+        ("POST", "/rooms"),
+        ("GET", "/rooms/1"),
+        ("PATCH", "/rooms/1"),
+        ("DELETE", "/rooms/1"),
+        ("POST", "/rooms/1/join"),
+        ("POST", "/rooms/1/leave"),
+        ("GET", "/rooms/1/members"),
+        ("POST", "/rooms/1/invites"),
+        ("GET", "/invites"),
+        ("POST", "/invites/1/accept"),
+        ("POST", "/invites/1/decline"),
+        ("POST", "/rooms/1/owner"),
+        ("PATCH", "/rooms/1/members/bob"),
+        ("POST", "/rooms/1/mutes"),
+        ("POST", "/rooms/1/kick"),
+        ("POST", "/rooms/1/bans"),
+        ("DELETE", "/rooms/1/bans/bob"),
+    ]:
+        expect_error(await site.call(method, path, None), 401, "not_authenticated")
+    for path in ("/rooms/0", f"/rooms/{2**63}", "/rooms/abc", "/rooms/-1/members"):
+        expect_error(await site.call("GET", path, alice), 422, "invalid_input")
+    expect_error(await site.call("POST", f"/invites/{2**63}/accept", alice), 422, "invalid_input")
+    expect_error(await site.call("GET", "/rooms", alice, q="x" * 61), 422, "invalid_input")
