@@ -98,9 +98,14 @@ async def test_search_pages_and_fields(site: AdminSite) -> None:
     assert await found("%") == []  # LIKE wildcards are literal
     assert await found("_") == []
 
+    assert dave["devices"] is None  # the list does not carry devices
     one = await site.call("GET", f"{ADMIN}/users/ALICE", alice)
     assert one.status_code == 200, one.text
     assert one.json()["roles"] == ["admin", "user"]
+    devices = (await site.call("GET", f"{ADMIN}/users/dave", alice)).json()["devices"]
+    assert len(devices) == 2
+    assert {d["ip"] for d in devices} == {IP}
+    assert set(devices[0]) == {"label", "ip", "created_at", "last_seen_at"}  # no session id
     expect_error(await site.call("GET", f"{ADMIN}/users/nobody", alice), 404, "user_not_found")
     bad = await site.call("GET", f"{ADMIN}/users?limit=0", alice)
     assert bad.status_code == 422

@@ -23,6 +23,7 @@ from echochat.api.schemas.admin import (
     AuditPageOut,
     DatabaseOut,
     DayOut,
+    DeviceOut,
     LogoutOut,
     SettingOut,
     SettingsOut,
@@ -67,6 +68,17 @@ def _user_out(user: AdminUser) -> AdminUserOut:
         created_at=_iso(user.created_at) or "",
         last_seen_at=_iso(user.last_seen_at),
         sessions=user.sessions,
+        devices=None
+        if user.devices is None
+        else [
+            DeviceOut(
+                label=d.label,
+                ip=d.ip,
+                created_at=_iso(d.created_at) or "",
+                last_seen_at=_iso(d.last_seen_at) or "",
+            )
+            for d in user.devices
+        ],
     )
 
 

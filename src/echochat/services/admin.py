@@ -16,6 +16,7 @@ that makes it; kicks and events go out after the commit.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -43,6 +44,7 @@ __all__ = [
     "AdminUser",
     "AuditPage",
     "DayStats",
+    "Device",
     "Stats",
     "UserPage",
     "audit_csv",
@@ -83,6 +85,17 @@ class AdminUser:
     created_at: datetime
     last_seen_at: datetime | None
     sessions: int
+    devices: list[Device] | None = None  # the live sessions, when one user is viewed
+
+
+@dataclass(frozen=True)
+class Device:
+    """One live session of a user, as the admin sees it (never its id or tokens)."""
+
+    label: str
+    ip: str
+    created_at: datetime
+    last_seen_at: datetime
 
 
 @dataclass(frozen=True)
@@ -175,7 +188,9 @@ async def get_user(ctx: Context, actor: Principal, username: str) -> AdminUser:
         if not rows:
             raise NotFound(f"no user named {username!r}", code="user_not_found")
         held = await admin_store.roles_of_many(conn, [rows[0].id])
-    return _user(rows[0], held[rows[0].id], now)
+        live = await session_store.active_for_user(conn, rows[0].id, now)
+    devices = [Device(s.device_label, s.ip, s.created_at, s.last_seen_at) for s in live]
+    return dataclasses.replace(_user(rows[0], held[rows[0].id], now), devices=devices)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ __all__ = [
     "AuditPageOut",
     "DatabaseOut",
     "DayOut",
+    "DeviceOut",
     "LogoutOut",
     "SettingOut",
     "SettingsOut",
@@ -50,6 +51,13 @@ class WhoAmIOut(BaseModel):
     explanation: str
 
 
+class DeviceOut(BaseModel):
+    label: str
+    ip: str
+    created_at: str
+    last_seen_at: str
+
+
 class AdminUserOut(BaseModel):
     id: int
     username: str
@@ -63,6 +71,9 @@ class AdminUserOut(BaseModel):
     created_at: str
     last_seen_at: str | None
     sessions: int
+    devices: list[DeviceOut] | None = Field(
+        default=None, description="The live sessions; only when one user is asked for."
+    )
 
 
 class UserPageOut(BaseModel):
