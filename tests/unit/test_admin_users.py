@@ -237,6 +237,8 @@ async def test_ban_kicks_revokes_and_refuses_login_with_the_reason(
         laptop = await server.connect(bob)
         phone = await server.connect(bob_phone)
         bystander = await server.connect(carol)
+        for sock in (laptop, phone, bystander):
+            await sock.call("ping")  # answered after the device is in presence
         stats = await server.http.get(f"{ADMIN}/stats", headers=alice.headers)
         assert stats.json()["online_users"] == 2  # bob (two devices) and carol, from presence
 
