@@ -95,12 +95,14 @@ async def test_the_seeded_directory_lists_categories_and_public_rooms_by_categor
     )
 
 
-async def test_search_matches_the_start_of_names_in_any_case_and_wildcards_are_literal(
+async def test_search_matches_part_of_names_in_any_case_and_wildcards_are_literal(
     site: RoomSite, alice: User
 ) -> None:
     assert [r["name"] for r in (await site.ok("GET", "/rooms", alice, q="py"))["rooms"]] == [
         "Python"
     ]
+    talk = (await site.ok("GET", "/rooms", alice, q="TALK"))["rooms"]
+    assert [r["name"] for r in talk] == ["Tech Talk"]
     assert (await site.ok("GET", "/rooms", alice, q="%"))["rooms"] == []
     assert (await site.ok("GET", "/rooms", alice, q="_"))["rooms"] == []
     expect_error(await site.call("GET", "/rooms", None), 401, "not_authenticated")

@@ -51,7 +51,7 @@ async def browse(
     category: Annotated[str | None, Query(max_length=64)] = None,
     q: Annotated[str | None, Query(max_length=60)] = None,
 ) -> RoomsOut:
-    """Public rooms (of a category, by id or slug; names starting with ``q``) with their
+    """Public rooms (of a category, by id or slug; names containing ``q``) with their
     member and online counts."""
     return RoomsOut(rooms=await rooms.browse(ctx, principal, category=category, q=q))
 

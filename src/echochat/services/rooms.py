@@ -221,7 +221,7 @@ async def categories(ctx: Context) -> list[CategoryPublic]:
 async def browse(
     ctx: Context, principal: Principal, *, category: str | None = None, q: str | None = None
 ) -> list[RoomListing]:
-    """Public rooms (of a category, by id or slug; names starting with ``q``) with their
+    """Public rooms (of a category, by id or slug; names containing ``q``) with their
     member and online counts: one query for each count, one presence snapshot."""
     async with ctx.db.read() as conn:
         category_id: int | None = None
