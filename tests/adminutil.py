@@ -71,11 +71,14 @@ class AdminSite:
         return list(reversed(rows))
 
 
-async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
     """Poll ``condition`` on this process's state, bounded by ``timeout``."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - state of another app object, no event
-            await asyncio.sleep(0.01)
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():  # noqa: ASYNC110 - state of another app object, no event
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
 
 
 @asynccontextmanager
