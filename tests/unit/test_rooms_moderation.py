@@ -181,6 +181,15 @@ async def test_mute_for_a_time_and_lift_it(cast: Cast) -> None:
         "muted_until"
     ]
 
+    # the mute holds where messages are sent (services/room_messages.py reads it)
+    muted = await site.call(
+        "POST", f"/rooms/{gid}/messages", cast.carol, {"client_id": "c-1", "text": "hi"}
+    )
+    assert expect_error(muted, 403, "muted")
+    await site.ok(
+        "POST", f"/rooms/{gid}/messages", cast.dave, {"client_id": "d-1", "text": "hi"}, status=201
+    )
+
     lifted = await site.ok(
         "POST", f"/rooms/{gid}/mutes", cast.bob, {"username": "carol", "minutes": 0}
     )
@@ -189,6 +198,13 @@ async def test_mute_for_a_time_and_lift_it(cast: Cast) -> None:
     assert row is not None and row.muted_until is None
     (event,) = await site.events(cast.carol)
     assert (event["action"], event["muted_until"]) == ("mute", None)
+    await site.ok(
+        "POST",
+        f"/rooms/{gid}/messages",
+        cast.carol,
+        {"client_id": "c-2", "text": "back"},
+        status=201,
+    )
     path = f"/rooms/{gid}/mutes"
     await cast.refused(
         "POST", path, cast.bob, {"username": "carol", "minutes": 43201}, 422, "invalid_minutes"
