@@ -434,7 +434,11 @@ async def closed_loop(pairs: list[Pair], sockets: dict[str, Socket], timeout: fl
         for client_id, text in pair.frames:
             pair.awaited = client_id
             pair.waiter.clear()
-            await send(pair, sock, client_id, text)
+            try:
+                await send(pair, sock, client_id, text)
+            except Exception as exc:  # the socket is gone (counted under "closed early")
+                pair.errors.append(f"{client_id}: {exc!r}")
+                return
             try:
                 async with asyncio.timeout(timeout):
                     await pair.waiter.wait()
@@ -458,7 +462,11 @@ async def open_loop(pairs: list[Pair], sockets: dict[str, Socket], rate: float, 
             if due > now:
                 await asyncio.sleep(due - now)
             pair.lag.append(max(0.0, loop.time() - due))
-            await send(pair, sock, client_id, text)
+            try:
+                await send(pair, sock, client_id, text)
+            except Exception as exc:  # the socket is gone (counted under "closed early")
+                pair.errors.append(f"{client_id}: {exc!r}")
+                return
 
     await asyncio.gather(*(one(pair) for pair in pairs))
 
