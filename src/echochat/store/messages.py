@@ -361,12 +361,28 @@ _INSERT_MESSAGES = {d.dialect.name: _insert_messages(d) for d in (sqlite, postgr
 _INSERT_PAIRS = {d.dialect.name: _insert_pairs(d) for d in (sqlite, postgresql)}
 
 
+# SQLite: the same INSERT as ``_INSERT_MESSAGES`` written out, run as driver SQL. With
+# SQLAlchemy's "insertmanyvalues" the per-row parameter processing was ~40% of the writer
+# thread's work in a batch (docs/performance.md, "dm").
+_SQLITE_INSERT_HEAD = (
+    "INSERT INTO messages (conv, sender_id, recipient_id, sender_device, client_id, "
+    "envelope, created_at) VALUES "
+)
+_SQLITE_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+_SQLITE_INSERT_TAIL = (
+    " ON CONFLICT (sender_id, client_id) DO NOTHING RETURNING id, sender_id, client_id"
+)
+_SQLITE_ROWS_PER_INSERT = 1000  # 7,000 variables: well under SQLite's 32,766
+
+
 def insert_many_txn(conn: Connection, batch: list[NewMessage]) -> dict[tuple[int, str], int]:
     """Store a batch of messages in one statement, ids in list order; the new id per
     (sender_id, client_id). A pair that exists already (or twice in the batch: the first
     wins) is skipped and absent from the answer."""
     if not batch:
         return {}
+    if conn.dialect.name == "sqlite":
+        return _insert_many_sqlite(conn, batch)
     rows = conn.execute(
         _INSERT_MESSAGES[conn.dialect.name],
         [
@@ -383,6 +399,30 @@ def insert_many_txn(conn: Connection, batch: list[NewMessage]) -> dict[tuple[int
         ],
     )
     return {(int(sender), str(client)): int(new_id) for new_id, sender, client in rows}
+
+
+def _insert_many_sqlite(conn: Connection, batch: list[NewMessage]) -> dict[tuple[int, str], int]:
+    kind = messages.c.created_at.type
+    stamp = kind.dialect_impl(conn.dialect).bind_processor(conn.dialect)  # as SQLAlchemy's
+    assert stamp is not None
+    out: dict[tuple[int, str], int] = {}
+    for start in range(0, len(batch), _SQLITE_ROWS_PER_INSERT):
+        chunk = batch[start : start + _SQLITE_ROWS_PER_INSERT]
+        params: list[Any] = []
+        for m in chunk:
+            params += (
+                m.conv,
+                m.sender_id,
+                m.recipient_id,
+                m.sender_device,
+                m.client_id,
+                m.envelope,
+                stamp(m.created_at),
+            )
+        sql = _SQLITE_INSERT_HEAD + ", ".join([_SQLITE_INSERT_ROW] * len(chunk))
+        rows = conn.exec_driver_sql(sql + _SQLITE_INSERT_TAIL, tuple(params))
+        out.update({(int(sender), str(client)): int(new_id) for new_id, sender, client in rows})
+    return out
 
 
 def ensure_pairs_txn(conn: Connection, pairs: list[tuple[int, int, str]]) -> None:
