@@ -356,6 +356,28 @@ async def test_ban_until_lifted_also_before_joining_and_unban(cast: Cast) -> Non
     assert [a for a, *_ in await audit_rows(cast)] == ["room.role", "room.ban", "room.unban"]
 
 
+async def test_moderators_list_the_bans_in_force(cast: Cast) -> None:
+    site, gid = cast.site, cast.gid
+    await site.ok(
+        "POST", f"/rooms/{gid}/bans", cast.bob, {"username": "eve", "reason": "spam"}, status=201
+    )
+    await site.ok(
+        "POST", f"/rooms/{gid}/bans", cast.alice, {"username": "mod", "minutes": 5}, status=201
+    )
+    bans = (await site.ok("GET", f"/rooms/{gid}/bans", cast.bob))["bans"]
+    assert [(b["username"], b["by"], b["reason"], b["until"] is None) for b in bans] == [
+        ("mod", "alice", "", False),
+        ("eve", "bob", "spam", True),
+    ]
+    later = site.ctx.clock() + timedelta(minutes=6)
+    site.ctx.clock = lambda: later
+    assert [
+        b["username"] for b in (await site.ok("GET", f"/rooms/{gid}/bans", cast.mod))["bans"]
+    ] == ["eve"]
+    await cast.refused("GET", f"/rooms/{gid}/bans", cast.carol, None, 403, "not_a_moderator")
+    await cast.refused("GET", f"/rooms/{gid}/bans", cast.eve, None, 404, "room_not_found")
+
+
 async def test_a_ban_from_a_group_cancels_the_invite_and_refuses_new_ones(cast: Cast) -> None:
     site, gid = cast.site, cast.gid
     invite = await site.invite(gid, cast.carol, cast.eve)

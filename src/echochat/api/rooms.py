@@ -13,6 +13,7 @@ from echochat.api.deps import ClientIP, Ctx, CurrentUser
 from echochat.api.schemas.rooms import (
     BanIn,
     BanOut,
+    BansOut,
     CategoriesOut,
     InvitesOut,
     MembersOut,
@@ -180,6 +181,12 @@ async def ban(
         ctx, principal, room_id, body.username, reason=body.reason, minutes=body.minutes, ip=ip
     )
     return BanOut(username=body.username, until=rooms.iso(until))
+
+
+@router.get("/rooms/{room_id}/bans", response_model=BansOut)
+async def list_bans(room_id: RoomId, principal: CurrentUser, ctx: Ctx) -> BansOut:
+    """The bans in force (owner, moderators, staff), newest first."""
+    return BansOut(bans=await room_moderation.bans(ctx, principal, room_id))
 
 
 @router.delete("/rooms/{room_id}/bans/{username}", status_code=NO_CONTENT)

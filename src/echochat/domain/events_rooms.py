@@ -14,6 +14,7 @@ __all__ = [
     "CategoryPublic",
     "MemberAction",
     "MyRoom",
+    "RoomBanPublic",
     "RoomDetail",
     "RoomInviteData",
     "RoomInviteEvent",
@@ -145,3 +146,14 @@ class CategoryPublic(_Model):
     name: str
     position: int
     room_count: int
+
+
+class RoomBanPublic(_Model):
+    """A ban in force, as the room's moderators see it."""
+
+    username: str
+    display_name: str
+    by: str | None
+    reason: str
+    created_at: str
+    until: str | None  # None: until lifted

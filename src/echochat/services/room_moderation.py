@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from echochat.domain.errors import Forbidden, NotFound
-from echochat.domain.events_rooms import RoomMemberData
+from echochat.domain.events_rooms import RoomBanPublic, RoomMemberData
 from echochat.domain.rooms import (
     BAN_MINUTES_MAX,
     MUTE_MINUTES_MAX,
@@ -32,7 +32,7 @@ from echochat.services.context import Context
 from echochat.store import rooms as store
 from echochat.store.rooms import MemberRow, RoomRow
 
-__all__ = ["REASON_MAX", "ban", "kick", "mute", "unban"]
+__all__ = ["REASON_MAX", "ban", "bans", "kick", "mute", "unban"]
 
 REASON_MAX = 500
 
@@ -204,3 +204,26 @@ async def unban(
         if not await store.unban_txn(conn, room_id, target_id):
             raise NotFound(f"{target_name} is not banned here", code="not_banned")
         await _audit(conn, principal, "room.unban", room, target_name, ip)
+
+
+async def bans(ctx: Context, principal: Principal, room_id: int) -> list[RoomBanPublic]:
+    """The bans in force in the room, for its owner, moderators and staff (to lift them)."""
+    async with ctx.db.read() as conn:
+        _, mine = await rooms_service.load(conn, principal, room_id)
+        rooms_service.need_member(principal, mine)
+        if not can_moderate(mine.role if mine else None, staff=rooms_service.staff(principal)):
+            raise Forbidden(
+                "only the room's owner and moderators may do that", code="not_a_moderator"
+            )
+        rows = await store.bans_of(conn, room_id, ctx.clock())
+    return [
+        RoomBanPublic(
+            username=r.username,
+            display_name=r.display_name,
+            by=r.by,
+            reason=r.reason,
+            created_at=r.created_at.isoformat(),
+            until=rooms_service.iso(r.until),
+        )
+        for r in rows
+    ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, case, delete, func, insert, select, update
+from sqlalchemy import Select, case, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from echochat.store.tables import (
@@ -29,6 +29,7 @@ from echochat.store.tables import (
 )
 
 __all__ = [
+    "BanInfo",
     "BanRow",
     "Conn",
     "MemberInfo",
@@ -38,6 +39,7 @@ __all__ = [
     "add_member_txn",
     "ban_of",
     "ban_txn",
+    "bans_of",
     "delete_room_txn",
     "get_room",
     "insert_room_txn",
@@ -505,6 +507,42 @@ async def presence_hidden_to(conn: AsyncConnection, user_id: int) -> set[int]:
 
 
 # bans -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BanInfo:
+    """A ban with the names of the banned user and of who banned them."""
+
+    username: str
+    display_name: str
+    by: str | None
+    reason: str
+    created_at: datetime
+    until: datetime | None
+
+
+async def bans_of(conn: AsyncConnection, room_id: int, now: datetime) -> list[BanInfo]:
+    """The room's bans still in force at ``now``, newest first."""
+    banned = users.alias("banned_u")
+    banner = users.alias("banner_u")
+    rows = await conn.execute(
+        select(
+            banned.c.username,
+            banned.c.display_name,
+            banner.c.username.label("by"),
+            room_bans.c.reason,
+            room_bans.c.created_at,
+            room_bans.c.until,
+        )
+        .join(banned, banned.c.id == room_bans.c.user_id)
+        .outerjoin(banner, banner.c.id == room_bans.c.by_id)
+        .where(
+            room_bans.c.room_id == room_id,
+            or_(room_bans.c.until.is_(None), room_bans.c.until > now),
+        )
+        .order_by(room_bans.c.created_at.desc(), banned.c.username)
+    )
+    return [BanInfo(**row._mapping) for row in rows]
 
 
 async def ban_of(conn: AsyncConnection, room_id: int, user_id: int) -> BanRow | None:

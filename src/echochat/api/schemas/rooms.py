@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from echochat.domain.events_rooms import (
     CategoryPublic,
     MyRoom,
+    RoomBanPublic,
     RoomInvitePublic,
     RoomListing,
     RoomMemberPublic,
@@ -17,6 +18,7 @@ from echochat.domain.events_rooms import (
 __all__ = [
     "BanIn",
     "BanOut",
+    "BansOut",
     "CategoriesOut",
     "CategoryCreateIn",
     "CategoryUpdateIn",
@@ -83,6 +85,10 @@ class BanIn(_In):
 class BanOut(BaseModel):
     username: str
     until: str | None
+
+
+class BansOut(BaseModel):
+    bans: list[RoomBanPublic]
 
 
 class RoomsOut(BaseModel):
