@@ -6,12 +6,32 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import httpx
 from playwright.async_api import Locator, Page, expect
 
+from tests.conftest import LiveServer
 from tests.e2e.accounts import Account
 from tests.e2e.buddylist import Chat
 
-__all__ = ["Rooms"]
+__all__ = ["Rooms", "post_to_room"]
+
+
+async def post_to_room(server: LiveServer, who: Account, room: int, texts: list[str]) -> None:
+    """``who`` posts ``texts`` to ``room`` over HTTP, as a script would."""
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        login = await http.post(
+            "/api/v1/auth/login",
+            json={"username": who.username, "password": who.password, "token_response": True},
+        )
+        assert login.status_code == 200, login.text
+        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        for n, text in enumerate(texts):
+            sent = await http.post(
+                f"/api/v1/rooms/{room}/messages",
+                json={"client_id": f"script-{room}-{n}", "text": text},
+                headers=auth,
+            )
+            assert sent.status_code == 201, sent.text
 
 
 @dataclass

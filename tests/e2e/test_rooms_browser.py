@@ -34,7 +34,7 @@ from tests.e2e.accounts import ALICE, BOB
 from tests.e2e.buddylist import CAROL, befriend, open_chat, register
 from tests.e2e.conftest import NewContext, Watch
 from tests.e2e.pm import set_up_keys
-from tests.e2e.rooms import Rooms
+from tests.e2e.rooms import Rooms, post_to_room
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -139,6 +139,7 @@ async def test_rooms_groups_and_moderation(
     await alice.page.screenshot(path=output_dir / "room-browser.png")
     await browser.get_by_role("button", name="Join Python").click()
     await alice.expect_open("Python")
+    python = int(await alice.pane.get_attribute("data-room") or 0)
     await bob.join_from_browser("Technology", "Python")
     await carol.join_from_browser("Technology", "Python")
 
@@ -311,6 +312,11 @@ async def test_rooms_groups_and_moderation(
     await bob.room_item("Book club").click()
     await bob.expect_open("Book club")
 
+    # Earlier talk in Python, for a page that opens it fresh (Carol's, after her reload).
+    # (Two posters: the room send limit is 60 per 10 s per account.)
+    await post_to_room(server, ALICE, python, [f"history {n}" for n in range(1, 36)])
+    await post_to_room(server, BOB, python, [f"history {n}" for n in range(36, 71)])
+
     # --- resume: Carol is cut off while Bob writes; nothing missing or doubled ----------------
     gate = {"open": True}
     hellos: list[dict[str, Any]] = []
@@ -357,6 +363,20 @@ async def test_rooms_groups_and_moderation(
     assert [t for t in texts if t.startswith("while you were away")] == [
         f"while you were away {n}" for n in range(1, 4)
     ]
+
+    # History both ways: Python opens on its newest page; scrolling up brings the rest, once.
+    await carol.show_rooms()
+    await carol.room_item("Python").click()
+    await carol.expect_open("Python")
+    await expect(carol.line("history 70")).to_have_count(1)
+    await expect(carol.lines()).to_have_count(50)
+    await carol.pane.locator("#room-transcript").evaluate("(t) => { t.scrollTop = 0; }")
+    await expect(carol.lines()).to_have_count(74)  # 70 + the 4 from before
+    texts = await carol.lines().locator(".room-line__text").all_text_contents()
+    history = [t for t in texts if t.startswith("history ")]
+    assert history == [f"history {n}" for n in range(1, 71)], history
+    await carol.room_item("Book club").click()
+    await carol.expect_open("Book club")
 
     # --- a narrow window: the room takes the whole window; ‹ goes back to the list ------------
     await carol.page.set_viewport_size({"width": 390, "height": 760})
