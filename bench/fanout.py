@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
+import gc
 import json
 import math
 import os
@@ -236,6 +238,10 @@ async def measure(
             readers.append(await LeanReader.take_over(sock, lambda c, t, m=member: record(m, c, t)))
     pinger = asyncio.create_task(LeanReader.ping_all(readers, sender.heartbeat))
 
+    # the bench's own garbage collector must not pause the measured phase: what exists now
+    # (sockets, accounts, frames) is moved out of its sight
+    gc.collect()
+    gc.freeze()
     load_before = os.getloadavg()[0]
     pids = spawned.pids if spawned else [int(x) for x in args.pid.split(",") if x.strip()]
     cpu_before = {pid: cpu_seconds(pid) for pid in pids}
@@ -291,6 +297,7 @@ async def measure(
     pinger.cancel()
     closed_early = sum(1 for s in sockets if s.closed_with is not None)
     closed_early += sum(1 for reader in readers if reader.closed)
+    why = collections.Counter(reader.why for reader in readers if reader.closed)
     for reader in readers:
         reader.transport.close()
     await bounded(sockets, lambda s: s.close(), 100, "closing")
@@ -326,7 +333,11 @@ async def measure(
             "duplicated / out of order",
             f"{sum(m.duplicates for m in members)} / {sum(m.out_of_order for m in members)}",
         ),
-        ("sockets closed early", f"{closed_early}"),
+        (
+            "sockets closed early (receivers: how)",
+            f"{closed_early}"
+            + (f" ({', '.join(f'{n} {w}' for w, n in why.items())})" if why else ""),
+        ),
         ("deliveries/s", f"{total / span:.0f}" if span > 0 else "n/a"),
         ("measured (after warm-up)", f"{len(measured)} messages"),
         ("to the LAST member p50 (ms)", _ms(last_ms, 50)),
@@ -371,11 +382,13 @@ class LeanReader(asyncio.Protocol):
     no per-frame timeout and no JSON parse: on a small machine, 500 receivers in this one
     process would otherwise cost more CPU than the server's fan-out they measure."""
 
-    def __init__(self, on_message: Any, transport: asyncio.Transport) -> None:
+    def __init__(self, on_message: Any, transport: asyncio.Transport, library: Any) -> None:
         self.on_message = on_message
         self.transport = transport
+        self.library = library  # the library's connection object, kept alive (not reading)
         self.buffer = bytearray()
         self.closed = False
+        self.why = ""  # how it ended: "close <code>" or "lost"
 
     @classmethod
     async def take_over(cls, sock: Socket, on_message: Any) -> LeanReader:
@@ -384,9 +397,10 @@ class LeanReader(asyncio.Protocol):
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sock.task
         sock.task = None
-        transport = sock.ws.transport
+        library = sock.ws
+        transport = library.transport
         sock.ws = None  # closed by closing the transport (the library no longer reads it)
-        reader = cls(on_message, transport)
+        reader = cls(on_message, transport, library)
         transport.set_protocol(reader)
         return reader
 
@@ -414,18 +428,25 @@ class LeanReader(asyncio.Protocol):
                 if _ROOM_MESSAGE in text:
                     at = text.find(_CLIENT_ID) + len(_CLIENT_ID)
                     self.on_message(text[at : text.find('"', at)], arrived)
+            elif opcode == 9:  # the server's keepalive ping: answer, or it closes (1011)
+                self.send_frame(0x8A, payload)
             elif opcode == 8:
                 self.closed = True
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+                self.why = self.why or f"close {code}"
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.why = self.why or f"lost ({type(exc).__name__ if exc else 'EOF'})"
 
     def send_text(self, text: str) -> None:
-        """One masked client frame (short texts only)."""
-        payload = text.encode()
+        self.send_frame(0x81, text.encode())
+
+    def send_frame(self, head: int, payload: bytes) -> None:
+        """One masked client frame (payloads under 126 bytes: pings, pongs)."""
         mask = secrets.token_bytes(4)
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.transport.write(bytes((0x81, 0x80 | len(payload))) + mask + masked)
+        self.transport.write(bytes((head, 0x80 | len(payload))) + mask + masked)
 
     @staticmethod
     async def ping_all(readers: list[LeanReader], heartbeat: float) -> None:
