@@ -85,13 +85,20 @@ class Rooms:
         await self.page.get_by_role("tab", name=re.compile(r"^Rooms")).click()
         await expect(self.page.locator("#rooms-panel")).to_be_visible()
 
-    async def join_from_browser(self, category: str, room: str) -> None:
-        """Rooms tab › Browse rooms…, pick a category, join ``room``; it opens."""
+    async def join_from_browser(
+        self, category: str, room: str, counts: tuple[str, str] | None = None
+    ) -> None:
+        """Rooms tab › Browse rooms…, pick a category, join ``room``; it opens. ``counts``:
+        the (people, online) the browser should show for it first."""
         await self.show_rooms()
         await self.page.get_by_role("button", name="Browse rooms…").click()
         browser = self.page.get_by_role("dialog", name="Chat rooms")
         await expect(browser).to_be_visible()
         await browser.get_by_role("button", name=re.compile(f"^{category}")).click()
+        if counts:
+            row = browser.locator(f'.room-table__row[data-name="{room}"]')
+            await expect(row.locator(".room-table__members")).to_have_text(counts[0])
+            await expect(row.locator(".room-table__online")).to_have_text(counts[1])
         await browser.get_by_role("button", name=f"Join {room}").click()
         await expect(browser).to_be_hidden()
         await self.expect_open(room)

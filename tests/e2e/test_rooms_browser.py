@@ -140,8 +140,8 @@ async def test_rooms_groups_and_moderation(
     await browser.get_by_role("button", name="Join Python").click()
     await alice.expect_open("Python")
     python = int(await alice.pane.get_attribute("data-room") or 0)
-    await bob.join_from_browser("Technology", "Python")
-    await carol.join_from_browser("Technology", "Python")
+    await bob.join_from_browser("Technology", "Python", counts=("1", "1"))
+    await carol.join_from_browser("Technology", "Python", counts=("2", "2"))
 
     # Presence in the member list; typing; talking.
     await expect(alice.member("bob")).to_have_attribute("data-state", "online")
