@@ -18,7 +18,7 @@ the removal is applied before any later message is routed.
 
 Who calls what: ``services/rooms.py`` (rooms-core) calls :func:`membership_changed` after
 every join, accepted invite, leave, kick and ban, and :func:`room_deleted` when a room is
-deleted; ``services/room_messages.py`` publishes messages with :func:`publish`.
+deleted; ``services/room_writer.py`` publishes messages with :func:`publish`.
 """
 
 from __future__ import annotations
