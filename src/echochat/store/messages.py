@@ -326,18 +326,19 @@ async def serialized(db: Database, usernames: Iterable[str]) -> AsyncIterator[No
     if db.dialect != "postgresql" or not keys:
         yield
         return
-    async with db.engine.connect() as conn:
+    async with db.engine.connect() as pooled:
+        # autocommit: no BEGIN / COMMIT round trips around the lock and the unlock (session
+        # locks outlive transactions anyway); the pool resets the isolation level
+        conn = await pooled.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(
             text("SELECT pg_advisory_lock(:ns, k) FROM unnest(CAST(:keys AS int[])) AS k"),
             {"ns": _LOCK_NAMESPACE, "keys": keys},
         )
-        await conn.commit()
         try:
             yield
         finally:
             try:
                 await conn.execute(text("SELECT pg_advisory_unlock_all()"))
-                await conn.commit()
             except BaseException:
                 await conn.invalidate()  # a closed session holds no locks
                 raise
