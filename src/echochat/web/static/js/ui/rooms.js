@@ -28,7 +28,7 @@ import { RoomView } from "./roomview.js";
 /** @typedef {import("../state/store.js").Store<BuddyState>} BuddyStore */
 /** @typedef {import("./sounds.js").Sounds} Sounds */
 
-const NARROW = "(max-width: 52rem)";
+const NARROW = "(max-width: 36rem)";
 const SAVED_KEY = "echochat.room.";
 const SAY_CLEAR_MS = 8000;
 const MEMBERS_REFRESH_MS = 30_000;
@@ -316,7 +316,8 @@ export function startRooms({ me, socket, store, sounds = null, confirm, openChat
     } catch {
       // not remembered
     }
-    if (!view.input.disabled) {
+    // Not on a phone: the on-screen keyboard would cover the room at once.
+    if (!view.input.disabled && !window.matchMedia(NARROW).matches) {
       view.input.focus({ preventScroll: true });
     }
     readIfSeen();
