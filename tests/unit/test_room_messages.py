@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -511,3 +512,40 @@ def test_a_shared_frame_is_the_frame_websockets_would_write(size: int) -> None:
     protocol.state = State.OPEN
     protocol.send_text(text.encode())
     assert b"".join(protocol.data_to_send()) == text_frame(text)
+
+
+async def test_a_leave_while_a_socket_loads_its_rooms_is_not_undone(
+    server: Server, people: dict[str, User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub reads a new socket's rooms from the database; a membership order that
+    arrives while that read is under way is applied on top of it, so a read that predates a
+    kick cannot put the room back."""
+    alice, bob = people["alice"], people["bob"]
+    room = await make_room(server.ctx)
+    for who in (alice, bob):
+        await add_member(server.ctx, room, who.id)
+    real = roomcast.rooms_of_users
+    read_done, release = asyncio.Event(), asyncio.Event()
+
+    async def read_then_wait(ctx: Any, user_ids: list[int]) -> dict[int, set[int]]:
+        found = await real(ctx, user_ids)  # the read happens before the kick...
+        read_done.set()
+        await release.wait()  # ...and is applied after it
+        return found
+
+    monkeypatch.setattr(roomcast, "rooms_of_users", read_then_wait)
+    connecting = asyncio.create_task(server.connect(alice))
+    await read_done.wait()
+    await remove_member(server.ctx, room, alice.id)
+    await server.wait_for(
+        lambda: any(r.get(alice.id) for r in server.hub._recorders), "the order recorded"
+    )
+    release.set()
+    alice_sock = await connecting
+    monkeypatch.setattr(roomcast, "rooms_of_users", real)
+    assert room not in server.hub.rooms_here(alice.id)
+    bob_sock = await server.connect(bob)
+    await say(bob_sock, room, "alice is out")
+    await alice_sock.assert_quiet(no_room_messages)
+    for sock in (alice_sock, bob_sock):
+        await sock.close()
