@@ -3,8 +3,17 @@ PostgreSQL databases and Redis prefixes per run, live server processes, and a br
 
 from __future__ import annotations
 
-import asyncio
 import os
+
+# A pytest-xdist worker starts with COLUMNS=80 and LINES=24 in its environment, and Rich
+# fixes a console's size when the console is made (echochat.cli's, at import): the CLI
+# tests' own COLUMNS would then be ignored and their tables wrapped. Drop them here, before
+# anything imports Rich, so a worker's environment is a plain run's.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
+import asyncio
 import re
 import secrets
 import signal
@@ -87,7 +96,7 @@ async def client(settings: ResolvedSettings) -> AsyncIterator[httpx.AsyncClient]
     """An HTTP client talking to a started app (lifespan run) on a temporary SQLite db."""
     app = create_app(settings.settings)
     async with (
-        LifespanManager(app) as manager,
+        LifespanManager(app, startup_timeout=60) as manager,  # migrating: slow when loaded
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app),
             base_url=settings.settings.public_url,
