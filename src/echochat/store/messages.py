@@ -589,6 +589,31 @@ _SET_MARKS = (
 )
 
 
+# SQLite: the same two statements as driver SQL (as for the INSERT): SQLAlchemy expands the
+# IN list and processes the parameters anew for every batch.
+_SQLITE_MARKS_HEAD = (
+    "SELECT w.user_id, w.peer_id, w.delivered_upto, w.read_upto, coalesce(("
+    "SELECT m.id FROM messages AS m WHERE m.conv = w.conv AND m.sender_id = w.peer_id "
+    "ORDER BY m.id DESC LIMIT 1), 0) FROM dm_watermarks AS w WHERE (w.user_id, w.peer_id) IN "
+    "(VALUES "
+)
+_SQLITE_SET_MARKS = (
+    "UPDATE dm_watermarks SET delivered_upto = ?, read_upto = ? WHERE user_id = ? AND peer_id = ?"
+)
+_SQLITE_PAIRS_PER_SELECT = 10000  # 20,000 variables: under SQLite's 32,766
+
+
+def _marks_among(conn: Connection, pairs: list[tuple[int, int]]) -> list[Any]:
+    if conn.dialect.name != "sqlite":
+        return list(conn.execute(_MARKS_AMONG, {"pairs": pairs}))
+    rows: list[Any] = []
+    for start in range(0, len(pairs), _SQLITE_PAIRS_PER_SELECT):
+        chunk = pairs[start : start + _SQLITE_PAIRS_PER_SELECT]
+        sql = _SQLITE_MARKS_HEAD + ", ".join(["(?, ?)"] * len(chunk)) + ")"
+        rows += conn.exec_driver_sql(sql, tuple(x for pair in chunk for x in pair))
+    return rows
+
+
 def advance_many_txn(
     conn: Connection, asks: dict[tuple[int, int], tuple[int, int]]
 ) -> dict[tuple[int, int], Moved]:
@@ -601,8 +626,8 @@ def advance_many_txn(
     if not asks:
         return {}
     out: dict[tuple[int, int], Moved] = {}
-    changed: list[dict[str, int]] = []
-    for user, peer, delivered, read, newest in conn.execute(_MARKS_AMONG, {"pairs": sorted(asks)}):
+    changed: list[tuple[int, int, int, int]] = []
+    for user, peer, delivered, read, newest in _marks_among(conn, sorted(asks)):
         key = (int(user), int(peer))
         want_delivered, want_read = asks[key]
         newest = int(newest)
@@ -610,16 +635,14 @@ def advance_many_txn(
         new_delivered = max(int(delivered), min(want_delivered, newest), new_read)
         out[key] = Moved(int(delivered), int(read), new_delivered, new_read)
         if (new_delivered, new_read) != (delivered, read):
-            changed.append(
-                {
-                    "b_user": key[0],
-                    "b_peer": key[1],
-                    "b_delivered": new_delivered,
-                    "b_read": new_read,
-                }
-            )
-    if changed:
-        conn.execute(_SET_MARKS, changed)
+            changed.append((new_delivered, new_read, key[0], key[1]))
+    if changed and conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(_SQLITE_SET_MARKS, changed)
+    elif changed:
+        conn.execute(
+            _SET_MARKS,
+            [{"b_delivered": d, "b_read": r, "b_user": u, "b_peer": p} for d, r, u, p in changed],
+        )
     return out
 
 
