@@ -15,9 +15,8 @@ from starlette.websockets import WebSocket
 
 from echochat import __version__
 from echochat.api import admin as admin_api
-from echochat.api import admin_assets
+from echochat.api import admin_assets, auth, buddies, dm, health, keys, metrics, pages
 from echochat.api import admin_rooms as admin_rooms_api
-from echochat.api import auth, buddies, dm, health, keys, metrics, pages
 from echochat.api import reports as reports_api
 from echochat.api import room_messages as room_messages_api
 from echochat.api import rooms as rooms_api
