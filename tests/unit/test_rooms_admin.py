@@ -104,6 +104,7 @@ async def test_public_rooms_created_edited_and_deleted(site: RoomSite, staff: Us
         3,
     )
     assert (room["category"], room["owner"], room["role"]) == ("tech", None, None)
+    assert room["capacity_own"] == 3  # what the admin panel's form shows and saves back
     listed = (await site.ok("GET", "/rooms", alice, category="tech"))["rooms"]
     assert "Rust" in [r["name"] for r in listed]
     missing = await site.call("POST", "/admin/rooms", staff, {"name": "x", "category_id": 999})
@@ -118,6 +119,7 @@ async def test_public_rooms_created_edited_and_deleted(site: RoomSite, staff: Us
         "PATCH", path, staff, {"capacity": None, "category_id": None, "name": "Rustaceans"}
     )
     assert (edited["capacity"], edited["category"], edited["name"]) == (1000, None, "Rustaceans")
+    assert edited["capacity_own"] is None  # the setting applies, and stays unpinned
     (event,) = await site.events(alice)
     assert (event["type"], event["action"], event["room"]["name"]) == (
         "room.update",

@@ -45,6 +45,7 @@ class RoomPublic(_Model):
     encrypted: bool
     owner: str | None  # username; public rooms have none
     capacity: int  # the effective capacity (room's own, or the server setting)
+    capacity_own: int | None = None  # a public room's own capacity; None: the setting applies
     member_count: int
     created_at: str
 

@@ -136,6 +136,7 @@ def room_public(ctx: Context, room: RoomRow, member_count: int) -> RoomPublic:
         encrypted=room.encrypted,
         owner=room.owner_username,
         capacity=capacity(ctx, room),
+        capacity_own=room.capacity if room.kind == "public" else None,
         member_count=member_count,
         created_at=room.created_at.isoformat(),
     )

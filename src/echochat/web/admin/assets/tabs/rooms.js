@@ -235,7 +235,7 @@ export class RoomsTab {
     if (room) {
       byId("admin-room-name", HTMLInputElement).value = room.name ?? "";
       byId("admin-room-topic", HTMLInputElement).value = room.topic ?? "";
-      byId("admin-room-capacity", HTMLInputElement).value = room.capacity ? String(room.capacity) : "";
+      byId("admin-room-capacity", HTMLInputElement).value = room.capacity_own ? String(room.capacity_own) : "";
       byId("admin-room-name", HTMLInputElement).focus();
     }
   }
