@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from echochat.client import EchoChatClient, Messenger, NotFoundError, OpError
+from echochat.client import ConflictError, EchoChatClient, Messenger, NotFoundError, OpError
 from echochat.client.e2ee import E2EEError
 from echochat.client.rooms import GroupMessage, RoomMessage, Rooms
 from echochat.store.tables import room_messages as room_messages_table
@@ -136,6 +136,12 @@ async def test_an_encrypted_group_among_three_sdk_users(server: Server) -> None:
             "room.send", {"room": group, "client_id": "stale-1", "envelope": stale}
         )
     assert refused_stale.value.code == "stale_members"
+    with pytest.raises(ConflictError) as refused_http:  # over HTTP too, naming the members
+        await alice.client._request(
+            "POST", f"/rooms/{group}/messages", json={"client_id": "stale-1", "envelope": stale}
+        )
+    assert refused_http.value.code == "stale_members"
+    assert refused_http.value.details["members"] == ["alice", "bob"]
     after, _ = await alice.rooms.send(group, "carol is gone", encrypted=True)  # re-sealed
     assert {k["user"] for k in (after.envelope or {})["keys"]} == {"alice", "bob"}
     assert (await bob.wait(text_is(group, "carol is gone"), "after carol left")).ok
