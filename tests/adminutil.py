@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from echochat.app import create_app
@@ -19,6 +18,7 @@ from echochat.services import roles
 from echochat.services.context import Context
 from echochat.store import audit
 from echochat.store.audit import AuditRow
+from tests.apps import running
 from tests.wsutil import API, PASSWORD, User, bearer
 
 ADMIN = f"{API}/admin"
@@ -89,7 +89,7 @@ async def open_admin_site(
     overrides.setdefault("rate_limit_register_ip", "1000/hour")
     settings = make_settings(**overrides).settings
     app = create_app(settings)
-    async with LifespanManager(app) as manager:
+    async with running(app) as manager:
         transport = httpx.ASGITransport(
             app=manager.app, raise_app_exceptions=False, client=(ip, 40000)
         )

@@ -27,11 +27,11 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from echochat.app import create_app
 from echochat.config import ResolvedSettings, load_settings
 from tests import services
+from tests.apps import running
 
 pytest.register_assert_rewrite("tests.bus_contract")
 
@@ -96,7 +96,7 @@ async def client(settings: ResolvedSettings) -> AsyncIterator[httpx.AsyncClient]
     """An HTTP client talking to a started app (lifespan run) on a temporary SQLite db."""
     app = create_app(settings.settings)
     async with (
-        LifespanManager(app, startup_timeout=60) as manager,  # migrating: slow when loaded
+        running(app) as manager,  # migrating: slow when loaded
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app),
             base_url=settings.settings.public_url,

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import orjson
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from echochat.app import create_app
@@ -25,6 +24,7 @@ from echochat.services.context import Context
 from echochat.services.passwords import PasswordHasher
 from echochat.store import Database
 from echochat.store.migrate import ensure_current
+from tests.apps import running
 from tests.wsutil import API, PASSWORD, User, bearer
 
 MakeSettings = Callable[..., ResolvedSettings]
@@ -149,7 +149,7 @@ async def open_room_site(make_settings: MakeSettings, **overrides: Any) -> Async
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(await _migrated_template(), settings.data_dir / "echochat.sqlite3")
     app = create_app(settings)
-    async with LifespanManager(app) as manager:
+    async with running(app) as manager:
         # A real argon2id hasher with the cheapest parameters: these suites register many
         # users and test rooms, not password storage.
         app.state.ctx.hasher = PasswordHasher(time_cost=1, memory_cost=1024)

@@ -31,6 +31,7 @@ from echochat.config import ResolvedSettings, Settings
 from echochat.realtime.hub import Hub
 from echochat.realtime.wsserver import LeanWebSocketProtocol
 from echochat.services.context import Context
+from tests.apps import STARTUP_TIMEOUT
 
 API = "/api/v1"
 PASSWORD = "violet-kettle-harbour-42"
@@ -235,7 +236,7 @@ async def serve(
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[listener]), name=f"uvicorn-{port}")
     try:
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(STARTUP_TIMEOUT):
             while not server.started:
                 if task.done():
                     task.result()

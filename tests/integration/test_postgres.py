@@ -11,7 +11,6 @@ import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from asgi_lifespan import LifespanManager
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +22,7 @@ from echochat.store import Database
 from echochat.store import users as user_store
 from echochat.store.migrate import MigrationError, SchemaStatus, schema_state, upgrade
 from echochat.store.tables import audit_log, metadata, users
+from tests.apps import running
 from tests.unit.test_cli import invoke
 from tests.unit.test_migrations import check_last_admin_race
 
@@ -94,7 +94,7 @@ async def test_app_on_postgres_is_ready(
     settings = make_settings(database_url=pg_url, auto_migrate=True).settings
     app = create_app(settings)
     async with (
-        LifespanManager(app) as manager,
+        running(app) as manager,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app), base_url=settings.public_url
         ) as http,
@@ -116,7 +116,7 @@ async def test_app_refuses_empty_postgres_without_auto_migrate(
     assert not settings.migrate_at_start  # the default on PostgreSQL
     app = create_app(settings)
     with pytest.raises(MigrationError, match="echochat db upgrade"):
-        async with LifespanManager(app):
+        async with running(app):
             pass
     db = Database.create(pg_url)
     try:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from echochat.app import create_app
 from echochat.config import ResolvedSettings
 from echochat.services import roles
 from echochat.services.context import Context
+from tests.apps import running
 from tests.wsutil import API, PASSWORD
 
 ADMIN_DIR = Path(str(resources.files("echochat.web").joinpath("admin")))
@@ -58,7 +58,7 @@ class Site:
 @pytest.fixture
 async def site(settings: ResolvedSettings) -> AsyncIterator[Site]:
     app = create_app(settings.settings)
-    async with LifespanManager(app) as manager:
+    async with running(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         site = Site(app.state.ctx, transport, settings.settings.public_url, [])
         yield site

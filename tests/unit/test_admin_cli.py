@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from asgi_lifespan import LifespanManager
 
 from echochat.app import create_app
 from echochat.config import load_settings
+from tests.apps import running
 from tests.unit import test_cli
 from tests.unit.test_cli import audit_rows, invoke, one_line_error
 from tests.wsutil import API, PASSWORD
@@ -64,7 +64,7 @@ def test_roles_changed_by_cli_and_api_share_the_audit_log(migrated: Path) -> Non
 
     async def with_app(step: Any) -> Any:
         app = create_app(settings)
-        async with LifespanManager(app) as manager:
+        async with running(app) as manager:
             transport = httpx.ASGITransport(app=manager.app, client=("192.0.2.5", 1))
             async with httpx.AsyncClient(transport=transport, base_url=settings.public_url) as http:
                 return await step(http)

@@ -13,13 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from echochat.app import create_app, make_context
 from echochat.services import server_settings
 from echochat.services.context import Context
 from echochat.store import server_settings as settings_store
 from tests.adminutil import ADMIN, AdminSite, MakeSettings, open_admin_site, wait_until
+from tests.apps import running
 from tests.wsutil import API, PASSWORD, User, expect_error
 
 IP = "192.0.2.44"
@@ -219,7 +219,7 @@ async def test_a_change_reaches_another_process_through_the_bus(
     ctx_a = make_context(settings)
     ctx_b = dataclasses.replace(make_context(settings), bus=ctx_a.bus)
     app_a, app_b = create_app(settings, ctx=ctx_a), create_app(settings, ctx=ctx_b)
-    async with LifespanManager(app_a) as a, LifespanManager(app_b):
+    async with running(app_a) as a, running(app_b):
         transport = httpx.ASGITransport(app=a.app, client=(IP, 1))
         async with httpx.AsyncClient(transport=transport, base_url=settings.public_url) as http:
             site = AdminSite(app=app_a, http=http)

@@ -10,13 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from pydantic import BaseModel
 
 from echochat.app import create_app
 from echochat.config import ConfigError, ResolvedSettings, load_settings
 from echochat.store import Database
+from tests.apps import running
 
 METRICS_TOKEN = "metrics-token-for-tests-0123456789"
 
@@ -37,7 +37,7 @@ def app_client(make_settings: Callable[..., ResolvedSettings]) -> AppClient:
         if setup is not None:
             setup(app)
         async with (
-            LifespanManager(app) as manager,
+            running(app) as manager,
             httpx.AsyncClient(
                 # An unhandled exception must become a 500 response, not fail the test client.
                 transport=httpx.ASGITransport(app=manager.app, raise_app_exceptions=False),
@@ -233,7 +233,7 @@ async def test_empty_metrics_token_does_not_open_metrics(
         return  # refusing the empty token is fine too
     app = create_app(settings)
     async with (
-        LifespanManager(app) as manager,
+        running(app) as manager,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app), base_url=settings.public_url
         ) as http,

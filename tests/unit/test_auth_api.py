@@ -16,7 +16,6 @@ from typing import Any
 import argon2
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 from sqlalchemy.sql import Executable
@@ -28,6 +27,7 @@ from echochat.services.context import Context
 from echochat.store import outbox
 from echochat.store.outbox import OutboxRow
 from echochat.store.tables import audit_log, sessions, users
+from tests.apps import running
 
 API = "/api/v1"
 PASSWORD = "correct horse battery staple"
@@ -167,7 +167,7 @@ async def open_site(make_settings: MakeSettings, **overrides: Any) -> AsyncItera
     """Start an app on settings ``overrides`` (lifespan run) and hand out a :class:`Site`."""
     settings = make_settings(**overrides).settings
     app = create_app(settings)
-    async with LifespanManager(app) as manager:
+    async with running(app) as manager:
         site = Site(app, manager.app, settings)
         try:
             yield site

@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from sqlalchemy import func, select
 
 from echochat.app import create_app
@@ -23,6 +22,7 @@ from echochat.config import ResolvedSettings
 from echochat.services import dm
 from echochat.services.context import Context
 from echochat.store.tables import dm_watermarks, messages
+from tests.apps import running
 from tests.dmutil import Person, get_conversations, get_history, person, post_message
 from tests.wsutil import API, PASSWORD, cookieless, expect_error
 
@@ -61,7 +61,7 @@ def start(make_settings: Callable[..., ResolvedSettings]) -> Start:
         overrides.setdefault("rate_limit_register_ip", "1000/hour")
         settings = make_settings(**overrides).settings
         app = create_app(settings)
-        async with LifespanManager(app) as manager:
+        async with running(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url=settings.public_url) as http:
                 site = Site(app.state.ctx, cookieless(http), transport, settings.public_url, [])

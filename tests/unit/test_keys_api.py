@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from sqlalchemy import select
 
 from echochat.app import create_app
@@ -31,6 +30,7 @@ from echochat.services.context import Context
 from echochat.store import keys as key_store
 from echochat.store import users as user_store
 from echochat.store.tables import audit_log
+from tests.apps import running
 from tests.wsutil import API, PASSWORD, User, cookieless, expect_error, register
 
 PASSPHRASE = "lantern-orchard-copper-91"
@@ -68,7 +68,7 @@ def start(make_settings: Callable[..., ResolvedSettings]) -> Start:
     async def run(**overrides: Any) -> AsyncIterator[Site]:
         settings = make_settings(**overrides).settings
         app = create_app(settings)
-        async with LifespanManager(app) as manager:
+        async with running(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url=settings.public_url) as http:
                 site = Site(app.state.ctx, cookieless(http), transport, settings.public_url)

@@ -15,7 +15,6 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from asgi_lifespan import LifespanManager
 from sqlalchemy import insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +34,7 @@ from echochat.store.migrate import (
     upgrade,
 )
 from echochat.store.tables import metadata, permissions, role_assignments, roles, users
+from tests.apps import running
 
 
 @pytest.fixture
@@ -184,7 +184,7 @@ async def test_app_refuses_to_start_on_a_database_ahead(
         await db.close()
     app = create_app(settings)
     with pytest.raises(MigrationError, match="ahead"):
-        async with LifespanManager(app):
+        async with running(app):
             pass
 
 
@@ -193,7 +193,7 @@ async def test_app_refuses_empty_database_without_auto_migrate(
 ) -> None:
     app = create_app(make_settings(auto_migrate=False).settings)
     with pytest.raises(MigrationError, match="echochat db upgrade"):
-        async with LifespanManager(app):
+        async with running(app):
             pass
 
 

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from asgi_lifespan import LifespanManager
 from sqlalchemy import insert, select
 
 from echochat.app import create_app
@@ -26,6 +25,7 @@ from echochat.services import notify
 from echochat.services.context import Context
 from echochat.services.roles import grant_role
 from echochat.store.tables import audit_log, messages, room_members, room_messages, rooms
+from tests.apps import running
 from tests.dmutil import Person, person, post_message
 from tests.wsutil import API, PASSWORD, User, cookieless, expect_error, register
 
@@ -99,7 +99,7 @@ def start(make_settings: Callable[..., ResolvedSettings]) -> Start:
         overrides.setdefault("rate_limit_register_ip", "1000/hour")
         settings = make_settings(**overrides).settings
         app = create_app(settings)
-        async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60) as manager:
+        async with running(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url=settings.public_url) as http:
                 site = Site(app.state.ctx, cookieless(http), transport, settings.public_url, [])

@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from echochat import __version__
@@ -44,6 +43,7 @@ from echochat.client import (
 from echochat.config import ResolvedSettings
 from echochat.services import Context
 from echochat.store import outbox
+from tests.apps import running
 
 PASSWORD = "violet-kettle-harbour-42"
 NEW_PASSWORD = "amber-lantern-orchard-77"
@@ -144,7 +144,7 @@ def start(make_settings: Callable[..., ResolvedSettings]) -> Start:
         ctx: Context = app.state.ctx
         clock = ServerClock()
         ctx.clock = clock
-        async with LifespanManager(app) as manager:
+        async with running(app) as manager:
             server = Server(
                 app, ctx, resolved, clock, Recorder(httpx.ASGITransport(app=manager.app))
             )
