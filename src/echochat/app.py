@@ -105,7 +105,12 @@ class EchoChatApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, *, ctx: Context | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, ctx: Context | None = None, server_process: bool = False
+) -> FastAPI:
+    """The app. ``server_process``: this process is a server (``echochat serve``), so it
+    checkpoints SQLite's WAL on a thread of its own (docs/performance.md, "dm"); apps made
+    in tests leave checkpoints to SQLite."""
     ctx = ctx or make_context(settings)
     db, bus = ctx.db, ctx.bus
     hub = Hub(ctx)
@@ -114,6 +119,8 @@ def create_app(settings: Settings, *, ctx: Context | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await db.ping()
         await ensure_current(db, migrate=settings.migrate_at_start)
+        if server_process:
+            db.start_background_checkpoints()
         await bus.start()
         admin_settings = await server_settings.start_following(ctx)  # overrides, live
         await hub.start()
@@ -170,4 +177,4 @@ def create_app(settings: Settings, *, ctx: Context | None = None) -> FastAPI:
 def create_app_from_environment() -> FastAPI:
     """Factory for uvicorn worker processes: settings come from the file and environment
     that ``echochat serve`` prepared."""
-    return create_app(load_settings().settings)
+    return create_app(load_settings().settings, server_process=True)

@@ -118,7 +118,7 @@ def serve(
         "proxy_headers": False,
     }
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings, server_process=True), **common)  # type: ignore[arg-type]
         return
     # Worker processes rebuild their settings from the same file and environment.
     if resolved.config_file is not None:

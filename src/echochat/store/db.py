@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from echochat.config import mask_url
 from echochat.domain.errors import Unavailable
 
-__all__ = ["Database", "DatabaseUnavailable"]
+__all__ = ["WAL_SAFETY_PAGES", "Database", "DatabaseUnavailable", "SqliteCheckpointer"]
+
+log = logging.getLogger("echochat.store")
+
+# SQLite checkpoints the WAL inside whichever commit takes it past this many pages. A
+# running server checkpoints in the background instead (SqliteCheckpointer), so that this
+# only bounds the WAL if that thread falls behind: far above what it lets accumulate.
+WAL_SAFETY_PAGES = 8192  # 32 MiB of 4 KiB pages
+# After a checkpoint the WAL file is cut back to this size when it restarts.
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
 class DatabaseUnavailable(Exception):
@@ -45,7 +57,63 @@ def _sqlite_pragmas(dbapi_connection: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_SAFETY_PAGES}")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     cursor.close()
+
+
+class SqliteCheckpointer:
+    """WAL checkpoints off the writers' path: a thread of its own runs a PASSIVE checkpoint
+    (it waits for no reader or writer) every ``interval`` seconds on its own connection.
+
+    Left to SQLite, the commit that takes the WAL past 1,000 pages copies it into the
+    database file and syncs it, and every writer queued behind that commit waits: the
+    long tail of DM latency (docs/performance.md, "dm"). The sqlite3 module releases the
+    GIL while SQLite works, so the copy and its fsync run beside the event loop."""
+
+    def __init__(self, path: str, interval: float = 0.5) -> None:
+        self.path = path
+        self.interval = interval
+        self.runs = 0
+        # (busy, frames in the WAL, frames checkpointed) of the last run
+        self.last: tuple[int, int, int] | None = None
+        self.ran = threading.Event()  # set after each run (tests wait on it)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            log.warning(
+                "background WAL checkpoints are off (%s); SQLite checkpoints in commits", exc
+            )
+            return
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            while not self._stop.wait(self.interval):
+                try:
+                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:  # e.g. the file went away: try again later
+                    log.warning("WAL checkpoint failed: %s", exc)
+                    continue
+                self.last = (int(row[0]), int(row[1]), int(row[2]))
+                self.runs += 1
+                self.ran.set()
+        finally:
+            conn.close()
 
 
 class Database:
@@ -57,6 +125,7 @@ class Database:
         # SQLite has one writer; queueing writers here (not in SQLite's busy loop) keeps
         # them fair and off the 5 s busy timeout under load.
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self.checkpointer: SqliteCheckpointer | None = None
 
     @classmethod
     def create(cls, url: str, *, pool_size: int = 10) -> Database:
@@ -140,7 +209,21 @@ class Database:
         async with self.engine.connect() as conn:
             yield conn
 
+    def start_background_checkpoints(self, interval: float = 0.5) -> None:
+        """For a server on a SQLite file: checkpoint the WAL on a thread of its own instead
+        of inside commits (see :class:`SqliteCheckpointer`). A no-op elsewhere."""
+        url = make_url(self.url)
+        if self.checkpointer is not None or url.get_backend_name() != "sqlite":
+            return
+        if not url.database or url.database == ":memory:":
+            return
+        self.checkpointer = SqliteCheckpointer(url.database, interval)
+        self.checkpointer.start()
+
     async def close(self) -> None:
+        if self.checkpointer is not None:
+            await asyncio.to_thread(self.checkpointer.stop)
+            self.checkpointer = None
         await self.engine.dispose()
 
 
