@@ -16,6 +16,7 @@
  */
 
 import { tickOf, transcript } from "../state/conversations.js";
+import { Composer } from "./composer.js";
 import { el } from "./dom.js";
 import { openPicker, render as renderText } from "./emoticons.js";
 
@@ -48,8 +49,6 @@ import { openPicker, render as renderText } from "./emoticons.js";
  * @property {() => void} onGeometry moved or resized
  */
 
-const TYPING_IDLE_MS = 4000;
-const TYPING_REPEAT_MS = 3000;
 const TOP_SLACK_PX = 48;
 const BOTTOM_SLACK_PX = 24;
 const MAX_INPUT = 4000;
@@ -98,6 +97,11 @@ export class PmWindow {
     this.lines = q(".pm__lines");
     this.typingLine = q(".pm__typing");
     this.input = /** @type {HTMLTextAreaElement} */ (q(".pm__input"));
+    this.composer = new Composer(this.input, {
+      onSend: (text) => this.handlers.onSend(text),
+      onTyping: (active) => this.handlers.onTyping(active),
+      isLocked: () => this.isLocked,
+    });
     this.sendButton = /** @type {HTMLButtonElement} */ (q(".pm__send"));
     this.emojiButton = /** @type {HTMLButtonElement} */ (q(".pm__emoji"));
     this.buzzButton = /** @type {HTMLButtonElement} */ (q(".pm__buzz"));
@@ -109,9 +113,6 @@ export class PmWindow {
     this.noteCount = 0;
     this.buzzes = 0;
     this.name = peer;
-    this.typingSentAt = 0;
-    /** @type {number | undefined} */
-    this.typingTimer = undefined;
     this.isLocked = false;
     this.bind();
   }
@@ -142,13 +143,6 @@ export class PmWindow {
       this.submit();
     });
     this.input.maxLength = MAX_INPUT;
-    this.input.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-        event.preventDefault();
-        this.submit();
-      }
-    });
-    this.input.addEventListener("input", () => this.typed());
     this.scroller.addEventListener("scroll", () => {
       if (this.scroller.scrollTop < TOP_SLACK_PX) {
         handlers.onOlder();
@@ -229,45 +223,15 @@ export class PmWindow {
 
   /** @param {string} text */
   insert(text) {
-    const { selectionStart: start, selectionEnd: end, value } = this.input;
-    this.input.value = value.slice(0, start) + text + value.slice(end);
-    this.input.selectionStart = this.input.selectionEnd = start + text.length;
-    this.input.focus();
-    this.typed();
+    this.composer.insert(text);
   }
 
   submit() {
-    const text = this.input.value.replace(/^\s*\n|\s+$/gu, "");
-    if (!text.trim() || this.isLocked) {
-      return;
-    }
-    this.input.value = "";
-    this.stopTyping();
-    this.handlers.onSend(text);
-    this.input.focus();
-  }
-
-  /** The user typed: tell the peer now and then, and that they stopped after a pause. */
-  typed() {
-    window.clearTimeout(this.typingTimer);
-    if (!this.input.value.trim()) {
-      this.stopTyping();
-      return;
-    }
-    const now = Date.now();
-    if (now - this.typingSentAt > TYPING_REPEAT_MS) {
-      this.typingSentAt = now;
-      this.handlers.onTyping(true);
-    }
-    this.typingTimer = window.setTimeout(() => this.stopTyping(), TYPING_IDLE_MS);
+    this.composer.submit();
   }
 
   stopTyping() {
-    window.clearTimeout(this.typingTimer);
-    if (this.typingSentAt) {
-      this.typingSentAt = 0;
-      this.handlers.onTyping(false);
-    }
+    this.composer.stopTyping();
   }
 
   /**

@@ -13,6 +13,7 @@
  */
 
 import { splitMentions, transcript } from "../state/roomlog.js";
+import { Composer } from "./composer.js";
 import { byId, el } from "./dom.js";
 import { openPicker, render as renderText } from "./emoticons.js";
 
@@ -39,8 +40,6 @@ import { openPicker, render as renderText } from "./emoticons.js";
 /** A note: a line that is not a message ("bob joined the room"). */
 /** @typedef {{key: string, text: string, tone: string, after: string | null}} Note */
 
-const TYPING_IDLE_MS = 4000;
-const TYPING_REPEAT_MS = 3000;
 const TOP_SLACK_PX = 48;
 const BOTTOM_SLACK_PX = 24;
 const MAX_NOTES = 200;
@@ -73,6 +72,11 @@ export class RoomView {
     this.membersToggle = byId("room-members-toggle", HTMLButtonElement);
     this.typingLine = byId("room-typing", HTMLElement);
     this.input = byId("room-input", HTMLTextAreaElement);
+    this.composer = new Composer(this.input, {
+      onSend: (text) => this.handlers.onSend(text),
+      onTyping: (active) => this.handlers.onTyping(active),
+      isLocked: () => this.isLocked,
+    });
     this.inviteButton = byId("room-invite", HTMLButtonElement);
     this.moreButton = byId("room-more", HTMLButtonElement);
     this.emojiButton = byId("room-emoji", HTMLButtonElement);
@@ -88,9 +92,6 @@ export class RoomView {
     /** @type {Note[]} */
     this.notes = [];
     this.noteCount = 0;
-    this.typingSentAt = 0;
-    /** @type {number | undefined} */
-    this.typingTimer = undefined;
     this.isLocked = false;
     /** @type {Map<string, Member>} the members shown, by username */
     this.members = new Map();
@@ -131,14 +132,10 @@ export class RoomView {
       this.submit();
     });
     this.input.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-        event.preventDefault();
-        this.submit();
-      } else if (event.key === "Escape" && !event.defaultPrevented) {
+      if (event.key === "Escape" && !event.defaultPrevented) {
         this.handlers.onClose();
       }
     });
-    this.input.addEventListener("input", () => this.typed());
     this.scroller.addEventListener("scroll", () => {
       if (this.scroller.scrollTop < TOP_SLACK_PX) {
         handlers.onOlder();
@@ -242,44 +239,15 @@ export class RoomView {
 
   /** @param {string} text */
   insert(text) {
-    const { selectionStart: start, selectionEnd: end, value } = this.input;
-    this.input.value = value.slice(0, start) + text + value.slice(end);
-    this.input.selectionStart = this.input.selectionEnd = start + text.length;
-    this.input.focus();
-    this.typed();
+    this.composer.insert(text);
   }
 
   submit() {
-    const text = this.input.value.replace(/^\s*\n|\s+$/gu, "");
-    if (!text.trim() || this.isLocked) {
-      return;
-    }
-    this.input.value = "";
-    this.stopTyping();
-    this.handlers.onSend(text);
-    this.input.focus();
-  }
-
-  typed() {
-    window.clearTimeout(this.typingTimer);
-    if (!this.input.value.trim()) {
-      this.stopTyping();
-      return;
-    }
-    const now = Date.now();
-    if (now - this.typingSentAt > TYPING_REPEAT_MS) {
-      this.typingSentAt = now;
-      this.handlers.onTyping(true);
-    }
-    this.typingTimer = window.setTimeout(() => this.stopTyping(), TYPING_IDLE_MS);
+    this.composer.submit();
   }
 
   stopTyping() {
-    window.clearTimeout(this.typingTimer);
-    if (this.typingSentAt) {
-      this.typingSentAt = 0;
-      this.handlers.onTyping(false);
-    }
+    this.composer.stopTyping();
   }
 
   /** @param {string} text */
