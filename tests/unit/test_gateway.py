@@ -19,14 +19,15 @@ from typing import Any
 import orjson
 import pytest
 import websockets
-from sqlalchemy import update
+from sqlalchemy import select, update
 from websockets.exceptions import InvalidStatus
 
 from echochat.api.cookies import access_cookie_name
+from echochat.domain.events import BuzzData, BuzzEvent
 from echochat.realtime import gateway
 from echochat.realtime.frames import PingIn
 from echochat.realtime.hub import CLOSE_KICKED, CLOSE_SLOW, Connection, Hub
-from echochat.services import notify
+from echochat.services import notify, roomcast
 from echochat.services.accounts import Principal
 from echochat.store import outbox
 from echochat.store.tables import users
@@ -1110,3 +1111,40 @@ async def test_group_changes_reach_my_other_tabs(server: Server) -> None:
     assert deleted.status_code == 200, deleted.text
     assert "Office" not in (await tab.event("buddy.groups"))["data"]["groups"]
     await tab.close()
+
+
+async def test_nothing_live_comes_before_hello_and_the_summary(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Joining the hub awaits (the bus subscription, the user's rooms); an event published
+    for the user meanwhile arrives after hello and offline.summary, never before them."""
+    alice = await register(server.http, "alice")
+    async with server.app.state.ctx.db.read() as conn:
+        user_id = (
+            await conn.execute(select(users.c.id).where(users.c.username == "alice"))
+        ).scalar_one()
+    joining, release = asyncio.Event(), asyncio.Event()
+    rooms_of_users = roomcast.rooms_of_users
+
+    async def held(ctx: Any, user_ids: list[int]) -> Any:  # the real read, held open
+        joining.set()
+        await release.wait()
+        return await rooms_of_users(ctx, user_ids)
+
+    monkeypatch.setattr(roomcast, "rooms_of_users", held)
+
+    async def connect() -> Any:
+        return await websockets.connect(
+            server.ws_url, additional_headers=alice.headers, proxy=None, ping_interval=None
+        )
+
+    connecting = asyncio.create_task(connect())
+    await joining.wait()  # alice's socket is joining the hub: live events can reach it now
+    await notify.to_user(server.app.state.ctx, user_id, BuzzEvent(data=BuzzData(username="bob")))
+    release.set()
+    sock = Socket(await connecting)
+    try:
+        types = [(await sock.recv())["type"] for _ in range(3)]
+    finally:
+        await sock.ws.close()
+    assert types == ["hello", "offline.summary", "buzz"]

@@ -269,7 +269,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         id=hub.new_id(), principal=principal, websocket=websocket, limit=settings.ws_queue
     )
     conn.reader = asyncio.current_task()
-    await hub.add(conn)
+    # hello and the summary are queued before the socket joins the hub, and written once it
+    # has: joining awaits (the bus subscription, the user's rooms), a live event published
+    # meanwhile must come after them, and hello must mean "live events flow now".
+    conn.hold()
     conn.send(
         notify.event_frame(
             HelloEvent(
@@ -283,6 +286,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         ).decode()
     )
     conn.send(summary)
+    try:
+        await hub.add(conn)
+    finally:
+        conn.release()
     await presence.device_online(
         ctx,
         process_id=hub.process_id,

@@ -58,6 +58,7 @@ class Connection:
         "_backlog",
         "_close_code",
         "_direct",
+        "_held",
         "_writer",
         "closing",
         "dropped",
@@ -82,6 +83,7 @@ class Connection:
         self._backlog: deque[str] | None = None
         self._close_code: int | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._held = False
         # Our own server's protocol, when the socket runs over it: with nothing queued, a
         # frame is written at once (no task, no ASGI message; docs/performance.md, "dm").
         owner = getattr(getattr(websocket, "_send", None), "__self__", None)
@@ -172,8 +174,22 @@ class Connection:
         if writer is not None and writer is not asyncio.current_task():
             await asyncio.wait((writer,), timeout=timeout)  # neither raises nor cancels it
 
+    def hold(self) -> None:
+        """Queue what is sent and write nothing until :meth:`release` (while the socket
+        joins the hub: hello goes first, and nothing published meanwhile is lost)."""
+        self._held = True
+        if self._backlog is None:
+            self._backlog = deque()
+
+    def release(self) -> None:
+        self._held = False
+        if self._backlog:
+            self._start_writer()
+        elif self._writer is None:
+            self._backlog = None
+
     def _start_writer(self) -> None:
-        if self._writer is None:
+        if self._writer is None and not self._held:
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:
