@@ -45,7 +45,7 @@ from echochat.domain.events import (
 from echochat.services import notify
 from echochat.services.accounts import Principal, limit
 from echochat.services.context import Context
-from echochat.store import Database
+from echochat.store import Database, dm_batch
 from echochat.store import messages as store
 from echochat.store.messages import ConversationRow, MessageRow, NewMessage, PeerRow
 
@@ -291,32 +291,42 @@ class _Writer:
 
     async def _run(self, ctx: Context) -> None:
         batch: list[_Item] = []
-        try:
-            while self.queue:
-                batch = self.queue[:MAX_BATCH]
-                del self.queue[:MAX_BATCH]
-                await self._batch(ctx, batch)
+        while self.queue:
+            try:
+                async with dm_batch.writer_session(ctx.db) as session:
+                    while self.queue and session.usable:
+                        batch = self.queue[:MAX_BATCH]
+                        del self.queue[:MAX_BATCH]
+                        await self._batch(ctx, session, batch)
+                        batch = []
+            except Exception as exc:  # e.g. the database is unreachable: all waiting fail
+                log.warning("DM writer: %s", exc)
+                for item in [*batch, *self.queue]:
+                    _fail(item.future, exc)
+                self.queue.clear()
                 batch = []
-        except BaseException:
-            stopped = Unavailable("the server is stopping; try again", code="unavailable")
-            for item in [*batch, *self.queue]:
-                _fail(item.future, stopped)
-            self.queue.clear()
-            raise
+            except BaseException:
+                stopped = Unavailable("the server is stopping; try again", code="unavailable")
+                for item in [*batch, *self.queue]:
+                    _fail(item.future, stopped)
+                self.queue.clear()
+                raise
 
-    async def _batch(self, ctx: Context, batch: list[_Item]) -> None:
+    async def _batch(
+        self, ctx: Context, session: dm_batch.WriterSession, batch: list[_Item]
+    ) -> None:
         names = {n for i in batch if isinstance(i, _Send) for n in (i.principal.username, i.to)}
-        async with store.serialized(ctx.db, names):
+        async with session.locked(names):
             done: list[tuple[_Item, Any]] = []
             try:
-                done = await self._commit(ctx, batch)
+                done = await self._commit(session, batch)
             except Exception as exc:
                 if len(batch) == 1:
                     _fail(batch[0].future, exc)
                 else:  # one at a time, so that one bad write fails alone
                     for item in batch:
                         try:
-                            done += await self._commit(ctx, [item])
+                            done += await self._commit(session, [item])
                         except Exception as one:
                             _fail(item.future, one)
             for item, result in done:
@@ -355,19 +365,23 @@ class _Writer:
             except Exception:
                 log.exception("could not publish after a commit; clients resync")
 
-    async def _commit(self, ctx: Context, batch: list[_Item]) -> list[tuple[_Item, Any]]:
+    async def _commit(
+        self, session: dm_batch.WriterSession, batch: list[_Item]
+    ) -> list[tuple[_Item, Any]]:
         """One transaction for the batch; per item its result or its refusal (a
         :class:`DomainError`, which leaves the others alone)."""
         sends = [item for item in batch if isinstance(item, _Send)]
         acks = [item for item in batch if isinstance(item, _Ack)]
         known = self.known_pairs
 
-        def step(conn: store.Conn) -> tuple[list[tuple[_Item, Any]], set[tuple[int, int]]]:
+        def plan() -> dm_batch.Plan[tuple[list[tuple[_Item, Any]], set[tuple[int, int]]]]:
             out: list[tuple[_Item, Any]] = []
             accepted: list[_Send] = []
             asks = [(i.principal.user_id, i.to, i.device) for i in sends]
             asks += [(i.principal.user_id, i.to, None) for i in acks]
-            checks = store.checks_for(conn, asks, {i.principal.username for i in sends})
+            checks: store.Checks = yield dm_batch.checks(
+                asks, {i.principal.username for i in sends}
+            )
             peers, muted = checks.peers, checks.muted_until
             for item, found in zip(sends, peers, strict=False):
                 try:
@@ -376,10 +390,13 @@ class _Writer:
                 except DomainError as exc:
                     out.append((item, exc))
             new_pairs = {s.pair: s for s in accepted if s.pair not in known}
-            store.ensure_pairs_txn(
-                conn, [(a, b, s.new.conv) for (a, b), s in new_pairs.items() if s.new]
-            )
-            inserted = store.insert_many_txn(conn, [s.new for s in accepted if s.new])
+            if new_pairs:
+                yield dm_batch.ensure_pairs(
+                    [(a, b, s.new.conv) for (a, b), s in new_pairs.items() if s.new]
+                )
+            inserted: dict[tuple[int, str], int] = {}
+            if accepted:
+                inserted = yield dm_batch.insert_many([s.new for s in accepted if s.new])
             claimed: set[tuple[int, str]] = set()
             retried: list[_Send] = []
             for item in accepted:
@@ -388,8 +405,9 @@ class _Writer:
                     out.append((item, inserted[item.key]))
                 else:
                     retried.append(item)
-            originals = store.by_client_ids(conn, [s.key for s in retried])
-            out += [(item, originals[item.key]) for item in retried]
+            if retried:
+                originals = yield dm_batch.by_client_ids([s.key for s in retried])
+                out += [(item, originals[item.key]) for item in retried]
             # receipts, after this batch's messages: per conversation the highest of each kind
             wanted: dict[tuple[int, int], tuple[int, int]] = {}
             readers: list[tuple[_Ack, PeerRow]] = []
@@ -405,12 +423,14 @@ class _Writer:
                     read = max(read, ack.upto)
                 wanted[key] = (max(delivered, ack.upto), read)
                 readers.append((ack, peer))
-            moved = store.advance_many_txn(conn, wanted)
+            moved: dict[tuple[int, int], store.Moved] = {}
+            if wanted:
+                moved = yield dm_batch.advance_many(wanted)
             for ack, peer in readers:
                 out.append((ack, _Receipt(peer, moved.get((ack.principal.user_id, peer.id)))))
             return out, set(new_pairs)
 
-        raw, new_pairs = await store.run_write(ctx.db, step)
+        raw, new_pairs = await session.write(plan())
         self.known_pairs.update(new_pairs)
         results: list[tuple[_Item, Any]] = []
         for item, value in raw:

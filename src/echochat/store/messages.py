@@ -22,9 +22,8 @@ import asyncio
 import sys
 import weakref
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -40,7 +39,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    text,
     tuple_,
     update,
 )
@@ -54,6 +52,7 @@ from echochat.store.db import Database, _sqlite_begin, _sqlite_connect
 from echochat.store.tables import blocks, device_keys, dm_watermarks, messages, users
 
 __all__ = [
+    "LOCK_NAMESPACE",
     "Checks",
     "Conn",
     "ConversationRow",
@@ -69,6 +68,8 @@ __all__ = [
     "ensure_pairs_txn",
     "history",
     "insert_many_txn",
+    "lock_keys",
+    "moved_marks",
     "newest_id",
     "offline_counts",
     "peer_for",
@@ -76,7 +77,6 @@ __all__ = [
     "replay",
     "run_read",
     "run_write",
-    "serialized",
     "set_muted_until_txn",
     "watermarks",
 ]
@@ -86,7 +86,7 @@ T = TypeVar("T")
 
 # Advisory lock namespace (the two-int form: namespace, user id), so message locks never
 # collide with another feature's advisory locks.
-_LOCK_NAMESPACE = 0x4543
+LOCK_NAMESPACE = 0x4543
 SWITCH_INTERVAL = 0.0005  # seconds; see _side()
 
 
@@ -306,42 +306,20 @@ async def run_write(db: Database, step: Callable[[Connection], T]) -> T:
 # --- writing -------------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def serialized(db: Database, usernames: Iterable[str]) -> AsyncIterator[None]:
-    """Hold a lock per user for the block, so that two writes involving the same user run
-    one after the other, commit *and* what follows the commit (the events).
+def lock_keys(usernames: Iterable[str]) -> list[int]:
+    """The keys of the per-user advisory locks (PostgreSQL) of these usernames, ascending.
 
-    Why: on PostgreSQL an id is drawn from the sequence at INSERT, but concurrent
-    transactions may commit in another order. Without this, bob could be handed message 12
+    Why the locks: on PostgreSQL an id is drawn from the sequence at INSERT, but concurrent
+    transactions may commit in another order. Without them, bob could be handed message 12
     (committed first) and then 11, and a client that resumed from cursor 12 would never
     see 11. Holding both participants' locks from before the INSERT until the events are
-    published makes every user's messages commit and arrive in id order, across processes.
-    The locks are session-level advisory locks taken in ascending order (no deadlock),
-    released with ``pg_advisory_unlock_all`` (or by closing the connection if that fails).
-    They are keyed by the (canonical, lower-case) username, which a send knows before it
-    looks anyone up; two names sharing a key only wait for each other.
-    SQLite needs nothing: it has one writer, and one process publishes in commit order.
-    """
-    keys = sorted({zlib.crc32(name.encode()) & 0x7FFFFFFF for name in usernames})
-    if db.dialect != "postgresql" or not keys:
-        yield
-        return
-    async with db.engine.connect() as pooled:
-        # autocommit: no BEGIN / COMMIT round trips around the lock and the unlock (session
-        # locks outlive transactions anyway); the pool resets the isolation level
-        conn = await pooled.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(
-            text("SELECT pg_advisory_lock(:ns, k) FROM unnest(CAST(:keys AS int[])) AS k"),
-            {"ns": _LOCK_NAMESPACE, "keys": keys},
-        )
-        try:
-            yield
-        finally:
-            try:
-                await conn.execute(text("SELECT pg_advisory_unlock_all()"))
-            except BaseException:
-                await conn.invalidate()  # a closed session holds no locks
-                raise
+    published makes every user's messages commit and arrive in id order, across processes
+    (:class:`echochat.store.dm_batch.WriterSession` takes them, in ascending order, so two
+    processes cannot deadlock). They are keyed by the (canonical, lower-case) username,
+    which a send knows before it looks anyone up; two names sharing a key only wait for
+    each other. SQLite needs none: it has one writer, and one process publishes in commit
+    order."""
+    return sorted({zlib.crc32(name.encode()) & 0x7FFFFFFF for name in usernames})
 
 
 def _insert_messages(dialect: Any) -> Any:
@@ -614,6 +592,26 @@ def _marks_among(conn: Connection, pairs: list[tuple[int, int]]) -> list[Any]:
     return rows
 
 
+def moved_marks(
+    rows: Iterable[Any], asks: dict[tuple[int, int], tuple[int, int]]
+) -> tuple[dict[tuple[int, int], Moved], list[tuple[int, int, int, int]]]:
+    """The watermark rows read for ``asks`` (user, peer, delivered, read, the peer's newest
+    message) moved as asked: per conversation the values before and after, and the rows to
+    write as (delivered, read, user, peer)."""
+    out: dict[tuple[int, int], Moved] = {}
+    changed: list[tuple[int, int, int, int]] = []
+    for user, peer, delivered, read, newest in rows:
+        key = (int(user), int(peer))
+        want_delivered, want_read = asks[key]
+        newest = int(newest)
+        new_read = max(int(read), min(want_read, newest))
+        new_delivered = max(int(delivered), min(want_delivered, newest), new_read)
+        out[key] = Moved(int(delivered), int(read), new_delivered, new_read)
+        if (new_delivered, new_read) != (delivered, read):
+            changed.append((new_delivered, new_read, key[0], key[1]))
+    return out, changed
+
+
 def advance_many_txn(
     conn: Connection, asks: dict[tuple[int, int], tuple[int, int]]
 ) -> dict[tuple[int, int], Moved]:
@@ -625,17 +623,7 @@ def advance_many_txn(
     one executemany."""
     if not asks:
         return {}
-    out: dict[tuple[int, int], Moved] = {}
-    changed: list[tuple[int, int, int, int]] = []
-    for user, peer, delivered, read, newest in _marks_among(conn, sorted(asks)):
-        key = (int(user), int(peer))
-        want_delivered, want_read = asks[key]
-        newest = int(newest)
-        new_read = max(int(read), min(want_read, newest))
-        new_delivered = max(int(delivered), min(want_delivered, newest), new_read)
-        out[key] = Moved(int(delivered), int(read), new_delivered, new_read)
-        if (new_delivered, new_read) != (delivered, read):
-            changed.append((new_delivered, new_read, key[0], key[1]))
+    out, changed = moved_marks(_marks_among(conn, sorted(asks)), asks)
     if changed and conn.dialect.name == "sqlite":
         conn.exec_driver_sql(_SQLITE_SET_MARKS, changed)
     elif changed:

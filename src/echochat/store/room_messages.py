@@ -178,7 +178,7 @@ async def serialized(db: Database, room_ids: Iterable[int]) -> AsyncIterator[Non
     """Hold a lock per room for the block (a send: from before its INSERT until its event
     is published), so that every room's messages commit and reach the bus in id order,
     across processes. Session-level advisory locks in ascending order on PostgreSQL (see
-    :func:`echochat.store.messages.serialized` for why); nothing on SQLite, which has one
+    :func:`echochat.store.messages.lock_keys` for why); nothing on SQLite, which has one
     writer and one process."""
     keys = sorted({int(r) & 0x7FFFFFFF for r in room_ids})
     if db.dialect != "postgresql" or not keys:
