@@ -113,8 +113,10 @@ def freeze_startup_heap() -> None:
     A full (generation 2) collection walks every tracked object; with the start-up heap
     in it, one took 60-150 ms on this machine, and a server stops for that long: under
     load that was the latency tail (docs/performance.md, "dm"). Frozen objects are never
-    walked (nor freed: they live as long as the process anyway), so a full collection only
-    walks what was made since."""
+    walked, so a full collection only walks what was made since. They are still freed by
+    reference counting; only a reference cycle among them that dies later is not
+    collected (a bounded leak: start-up objects mostly live as long as the process).
+    ``gc.unfreeze()`` at shutdown is process-wide (one server app per process)."""
     gc.collect()
     gc.freeze()
 
@@ -153,6 +155,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await retention
             await hub.stop()
+            await dm_service.stop_writer(db)
             await ctx.drain()
             await ctx.limiter.close()
             await bus.close()

@@ -332,3 +332,53 @@ async def test_nothing_outlives_a_session_that_failed_or_was_cancelled(pg: Datab
         await conn.execute(text("CREATE TEMP TABLE t (x int)"))
         await conn.rollback()
         assert (await conn.execute(text("SELECT to_regclass('pg_temp.t') IS NULL"))).scalar_one()
+
+
+async def test_a_batch_sees_what_the_holder_it_waited_for_committed(pg_url: str) -> None:
+    """Even where transactions default to repeatable read: the batch's transaction (and its
+    snapshot) begins after the wait for the locks, not at it."""
+    async with migrated(pg_url) as setup:
+        ids = await people(setup)
+        async with setup.engine.connect() as conn:
+            name = (await conn.execute(text("SELECT current_database()"))).scalar_one()
+            await conn.execute(
+                text(
+                    f'ALTER DATABASE "{name}" '
+                    "SET default_transaction_isolation = 'repeatable read'"
+                )
+            )
+            await conn.commit()
+    async with migrated(pg_url) as pg:
+        ann, ben = ids["ann"], ids["ben"]
+        first_in, committed = asyncio.Event(), asyncio.Event()
+
+        def insert() -> dm_batch.Plan[dict[tuple[int, str], int]]:
+            inserted: dict[tuple[int, str], int] = yield dm_batch.insert_many(
+                [note("dm:ann:ben", ann, ben, "c1")]
+            )
+            return inserted
+
+        def find() -> dm_batch.Plan[dict[tuple[int, str], store.MessageRow]]:
+            rows: dict[tuple[int, str], store.MessageRow] = yield dm_batch.by_client_ids(
+                [(ann, "c1")]
+            )
+            return rows
+
+        async def holder() -> None:
+            async with dm_batch.writer_session(pg) as session, session.locked(["ann", "ben"]):
+                first_in.set()
+                await committed.wait()  # the other is waiting for ann by now
+                await session.write(insert())
+
+        async def waiter() -> dict[tuple[int, str], store.MessageRow]:
+            await first_in.wait()
+            async with dm_batch.writer_session(pg) as session, session.locked(["ann"]):
+                return await session.write(find())
+
+        task_1, task_2 = asyncio.create_task(holder()), asyncio.create_task(waiter())
+        await first_in.wait()
+        await wait_for_a_waiter(pg)
+        committed.set()
+        async with asyncio.timeout(10):
+            _, found = await asyncio.gather(task_1, task_2)
+        assert list(found) == [(ann, "c1")]

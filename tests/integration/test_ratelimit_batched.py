@@ -24,7 +24,8 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from echochat.integrations.ratelimit import RateLimiter
+from echochat.domain.errors import Unavailable
+from echochat.integrations.ratelimit import PipelinedSlidingWindow, RateLimiter
 
 pytestmark = pytest.mark.integration
 
@@ -336,3 +337,47 @@ async def test_a_server_that_lost_the_script_gets_it_again(
     waits = await burst(limiter, 4, "3/minute", "dm", "mallory")
     assert waits[:3] == [0, 0, 0]
     assert waits[3] >= 1
+
+
+async def silent_server() -> tuple[asyncio.Server, int]:
+    """A TCP server that accepts and never answers (a half-open Redis)."""
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client goes
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    return server, int(server.sockets[0].getsockname()[1])
+
+
+async def test_a_redis_that_does_not_answer_fails_the_flush_not_the_process(
+    redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, port = await silent_server()
+    limiter = RateLimiter(f"redis://127.0.0.1:{port}/0", prefix=redis_prefix)
+    monkeypatch.setattr(PipelinedSlidingWindow, "TIMEOUT", 0.2)
+    try:
+        outcomes = await gather_errors([limiter.hit("5/minute", "dm", "ivan") for _ in range(5)])
+    finally:
+        await limiter.close()
+        server.close()
+    assert all(isinstance(o, Unavailable) and o.code == "unavailable" for o in outcomes), outcomes
+
+
+async def test_closing_answers_every_waiting_caller_and_refuses_later_hits(
+    redis_prefix: str,
+) -> None:
+    server, port = await silent_server()
+    limiter = RateLimiter(f"redis://127.0.0.1:{port}/0", prefix=redis_prefix)
+    try:
+        calls = [asyncio.ensure_future(limiter.hit("5/minute", "dm", "judy")) for _ in range(5)]
+        await asyncio.sleep(0)  # they are waiting on the flush (which waits on the server)
+        await limiter.close()
+        outcomes = await gather_errors(calls)
+        with pytest.raises(Unavailable):
+            await limiter.hit("5/minute", "dm", "judy")
+    finally:
+        server.close()
+    # an answer, not a cancellation: the callers' own tasks were not cancelled
+    assert all(isinstance(o, Unavailable) for o in outcomes), outcomes
+    assert not any(call.cancelled() for call in calls)

@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import JSON, String, Text, func, select
 
 from echochat.domain.e2ee import b64e
+from echochat.domain.errors import Unavailable
 from echochat.services import accounts, dm
 from echochat.store.tables import messages, metadata
 from tests.dmutil import (
@@ -231,6 +232,8 @@ async def test_every_refusal_of_dm_send_has_its_code_and_the_socket_stays_open(
     too_many = [{"user": "bob", "device": f"bob-dev-{i:04d}", "wrap": wrap} for i in range(41)]
     cases: list[tuple[str, Any, str]] = [
         ("nobody", good, "user_not_found"),
+        # no account can have this name: refused before any database work
+        ("bo\x00b", good, "user_not_found"),
         ("alice", good, "invalid_input"),  # yourself
         ("bob", {"v": 1}, "invalid_envelope"),
         ("bob", "not an object", "invalid_envelope"),
@@ -373,6 +376,9 @@ async def test_receipts_move_forward_only_are_clamped_and_reach_both_users(
     # refusals: missing user, blocked either way, yourself, bad fields
     for op in ("dm.delivered", "dm.read"):
         assert (await bob_1.error(op, {"peer": "nobody", "upto": 1}))["code"] == "user_not_found"
+        assert (await bob_1.error(op, {"peer": "al\x00ice", "upto": 1}))["code"] == (
+            "user_not_found"
+        )
         assert (await bob_1.error(op, {"peer": "bob", "upto": 1}))["code"] == "invalid_input"
         assert (await bob_1.error(op, {"peer": "alice", "upto": -1}))["code"] == "invalid_input"
         assert (await bob_1.error(op, {"peer": "alice"}))["code"] == "invalid_input"
@@ -641,3 +647,32 @@ async def test_http_send_reaches_sockets(server: Server, people: dict[str, Perso
     assert await dm_event(alice_sock) == message
     assert await bob.open(message) == "from a script"
     await close_all(alice_sock, bob_sock)
+
+
+async def test_stopping_the_writer_refuses_what_is_queued(
+    server: Server, people: dict[str, Person]
+) -> None:
+    """The app's shutdown stops the DM writer before the database closes: a send still
+    waiting for its commit is answered ``unavailable``, not left hanging."""
+    alice = people["alice"]
+    me = accounts.Principal(
+        user_id=alice.user.id,
+        username="alice",
+        display_name="Alice",
+        session_id="s",
+        roles=frozenset({"user"}),
+        permissions=frozenset(),
+    )
+    envelope = await alice.seal("bob", "never committed")
+    queue = server.ctx.db.write_queue
+    assert queue is not None
+    async with queue:  # SQLite's writer queue held: the batch cannot begin
+        sending = asyncio.create_task(dm.send(server.ctx, me, "bob", envelope))
+        await asyncio.sleep(0)
+        while not getattr(queue, "_waiters", None):  # noqa: ASYNC110 - the writer waits
+            await asyncio.sleep(0.01)
+        await dm.stop_writer(server.ctx.db)
+    with pytest.raises(Unavailable) as refused:
+        await asyncio.wait_for(sending, 10)
+    assert refused.value.code == "unavailable"
+    assert await stored(server) == []

@@ -32,6 +32,8 @@ from limits.storage import storage_from_string
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from echochat.domain.errors import Unavailable
+
 __all__ = ["LocalSlidingWindow", "PipelinedSlidingWindow", "RateLimiter"]
 
 
@@ -141,6 +143,7 @@ class PipelinedSlidingWindow:
     as redis-py's ``Script`` does (they did not run, so nothing is counted twice)."""
 
     MAX_BATCH = 512
+    TIMEOUT = 5.0  # seconds for one flush: a stuck connection fails its callers, not all
 
     @classmethod
     def over(cls, storage: object) -> PipelinedSlidingWindow | None:
@@ -161,12 +164,15 @@ class PipelinedSlidingWindow:
         self._sha: str = script.sha
         self._pending: list[_Entry] = []
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def acquire_sliding_window_entry(
         self, key: str, limit: int, expiry: int, amount: int = 1
     ) -> bool:
         """True if ``amount`` more events fit under ``limit`` per ``expiry`` seconds (and
         are counted), as ``RedisStorage.acquire_sliding_window_entry``."""
+        if self._closed:
+            raise _stopping()
         storage, bridge = self._storage, self._bridge
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append(
@@ -195,9 +201,9 @@ class PipelinedSlidingWindow:
                 if batch:
                     await self._flush(batch)
         except BaseException:
-            # cancelled (close(), loop shutdown): nobody is left waiting for an answer
-            for *_, future in self._pending:
-                future.cancel()
+            # cancelled (close(), loop shutdown): the waiting callers get an answer (their
+            # own tasks were not cancelled)
+            _fail_all(self._pending)
             self._pending.clear()
             raise
         finally:
@@ -206,7 +212,13 @@ class PipelinedSlidingWindow:
     async def _flush(self, batch: list[_Entry]) -> None:
         """Answer every caller in ``batch``: a result, an exception, or cancelled."""
         try:
-            replies = await self._execute(batch)
+            try:
+                async with asyncio.timeout(self.TIMEOUT):
+                    replies = await self._execute(batch)
+            except TimeoutError as exc:
+                raise Unavailable(
+                    "the rate limiter's Redis did not answer; try again", code="unavailable"
+                ) from exc
             for (*_, future), reply in zip(batch, replies, strict=True):
                 if future.done():  # its caller was cancelled while the pipeline ran
                     continue
@@ -219,8 +231,7 @@ class PipelinedSlidingWindow:
                 if not future.done():
                     future.set_exception(exc)
         except BaseException:
-            for *_, future in batch:
-                future.cancel()
+            _fail_all(batch)
             raise
 
     async def _execute(self, batch: list[_Entry]) -> list[Any]:
@@ -241,11 +252,25 @@ class PipelinedSlidingWindow:
             return await pipe.execute(raise_on_error=False)
 
     async def close(self) -> None:
-        """Stop a flush in progress (its callers are cancelled)."""
+        """Stop a flush in progress; every caller still waiting, and any later one, gets
+        :class:`Unavailable` (the server is stopping)."""
+        self._closed = True
         task = self._task
         if task is not None and not task.done():
             task.cancel()
             await asyncio.wait([task])
+        _fail_all(self._pending)  # a task cancelled before its first step left them
+        self._pending.clear()
+
+
+def _stopping() -> Unavailable:
+    return Unavailable("the server is stopping; try again", code="unavailable")
+
+
+def _fail_all(entries: list[_Entry]) -> None:
+    for *_, future in entries:
+        if not future.done():
+            future.set_exception(_stopping())
 
 
 class RateLimiter:

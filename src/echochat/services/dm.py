@@ -22,6 +22,7 @@ commits at ~500 a second; the issue's bar is 1,000 DMs a second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel
 
+from echochat.domain.accounts import USERNAME_RE
 from echochat.domain.e2ee import EnvelopeParts, parse_envelope
 from echochat.domain.errors import DomainError, Forbidden, InvalidInput, NotFound, Unavailable
 from echochat.domain.events import (
@@ -68,6 +70,7 @@ __all__ = [
     "replay",
     "retention_loop",
     "send",
+    "stop_writer",
 ]
 
 log = logging.getLogger("echochat.dm")
@@ -301,8 +304,10 @@ class _Writer:
                         batch = []
             except Exception as exc:  # e.g. the database is unreachable: all waiting fail
                 log.warning("DM writer: %s", exc)
+                down = Unavailable("the database is unavailable; try again", code="unavailable")
+                down.__cause__ = exc
                 for item in [*batch, *self.queue]:
-                    _fail(item.future, exc)
+                    _fail(item.future, down)
                 self.queue.clear()
                 batch = []
             except BaseException:
@@ -480,6 +485,18 @@ def _receipt_frame(data: DmReceiptData) -> bytes:
 _writers: weakref.WeakKeyDictionary[Database, _Writer] = weakref.WeakKeyDictionary()
 
 
+async def stop_writer(db: Database) -> None:
+    """Stop ``db``'s writer before the database closes (the app's shutdown): what is still
+    queued is refused with ``unavailable``, and on PostgreSQL its connection (and locks) go
+    before the pool is disposed."""
+    writer = _writers.get(db)
+    task = writer.task if writer else None
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def _writer(db: Database) -> _Writer:
     writer = _writers.get(db)
     if writer is None:
@@ -517,6 +534,15 @@ def _check_envelope(principal: Principal, peer: PeerRow, parts: EnvelopeParts, c
             )
 
 
+def _username(asked: str) -> str:
+    """The canonical form of a username asked for; 404 at once for one that no account can
+    have (no database work, and nothing odd, such as a NUL, reaches a batch's statement)."""
+    name = asked.strip().lower()
+    if not USERNAME_RE.fullmatch(name):
+        raise NotFound(f"no user named {name!r}", code="user_not_found")
+    return name
+
+
 async def send(ctx: Context, principal: Principal, to: str, envelope: object) -> Sent:
     """Store a DM and tell both users; a retry of (sender, client_id) returns the original.
 
@@ -532,7 +558,7 @@ async def send(ctx: Context, principal: Principal, to: str, envelope: object) ->
         shape_error = exc
     item = _Send(
         principal=principal,
-        to=to.strip().lower(),
+        to=_username(to),
         parts=parts,
         shape_error=shape_error,
         envelope=orjson.dumps(envelope).decode() if parts else "",
@@ -640,7 +666,7 @@ async def acknowledge(
     (clamped to the peer's newest message; ``read`` implies ``delivered``). Both users'
     sockets get ``dm.receipt`` when it moved (one per kind and conversation, however many
     acks a group commit held). The watermark after the call."""
-    ack = _Ack(principal=principal, to=username.strip().lower(), kind=kind, upto=upto)
+    ack = _Ack(principal=principal, to=_username(username), kind=kind, upto=upto)
     result: int = await _writer(ctx.db).submit(ctx, ack)
     return result
 

@@ -12,7 +12,7 @@ watermarks...) and receives each one's result. A :class:`WriterSession` runs the
   long as it has work, driven through asyncpg directly with fixed statements that take
   arrays (``unnest``), so every statement is prepared once per connection and a batch of
   any size is one round trip per statement. The per-user advisory locks (why they exist:
-  :func:`echochat.store.messages.serialized`) are taken on the same connection, in the
+  :func:`echochat.store.messages.lock_keys`) are taken on the same connection, in the
   same round trip as the ``BEGIN``, and released together with the next batch's locks.
   A batch costs about seven round trips (locks and BEGIN, the checks, the INSERT, the
   watermarks' SELECT and UPDATE, COMMIT, and the bus publish) where the SQLAlchemy path
@@ -23,6 +23,7 @@ watermarks...) and receives each one's result. A :class:`WriterSession` runs the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ __all__ = [
     "lock_keys",
     "writer_session",
 ]
+
+log = logging.getLogger("echochat.dm")
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -298,6 +301,11 @@ class _LocalSession(WriterSession):
         return await store.run_write(self.db, lambda conn: drive(conn, plan))
 
 
+# Read committed whatever the server's default: each statement sees what the previous
+# holders of the batch's locks committed (a retried client id's original, for one).
+_BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+
+
 class _PgSession(WriterSession):
     """One asyncpg connection (checked out of the engine's pool by :func:`writer_session`)
     in autocommit, on which this session issues BEGIN / COMMIT itself."""
@@ -312,16 +320,20 @@ class _PgSession(WriterSession):
         keys = lock_keys(usernames)
         # One round trip: the previous batch's locks go, this batch's are taken in
         # ascending order (no deadlock between processes), and its transaction begins.
-        sql = "SELECT pg_advisory_unlock_all(); " if self.locked_keys else ""
+        parts = ["SELECT pg_advisory_unlock_all()"] if self.locked_keys else []
         if keys:
             # the simple-query protocol (several statements, one round trip) takes no
             # parameters: the keys are ints written out, nothing from a client
             numbers = ",".join(str(int(k)) for k in keys)
-            sql += (
+            parts.append(
                 f"SELECT pg_advisory_lock({int(store.LOCK_NAMESPACE)}, k) "  # noqa: S608
-                f"FROM unnest(ARRAY[{numbers}]::int[]) AS k; "
+                f"FROM unnest(ARRAY[{numbers}]::int[]) AS k"
             )
-        sql += "BEGIN"
+        if parts:
+            # those ran in an implicit transaction: end it, so that the batch's own begins
+            # after the wait for the locks (a fresh snapshot at any isolation default)
+            parts.append("COMMIT")
+        sql = "; ".join([*parts, _BEGIN])
         self.usable = False  # until the round trip is known to have completed
         await self.raw.execute(sql)
         self.locked_keys = bool(keys)
@@ -334,15 +346,18 @@ class _PgSession(WriterSession):
             raise Unavailable("the database connection was lost; try again", code="unavailable")
         if not self.in_transaction:
             self.usable = False
-            await self.raw.execute("BEGIN")
+            await self.raw.execute(_BEGIN)
             self.usable = True
         self.in_transaction = False  # this plan owns it now: it ends in COMMIT or ROLLBACK
         try:
             result = await _drive_pg(self.raw, plan)
         except BaseException:
             self.usable = False
-            await self.raw.execute("ROLLBACK")
-            self.usable = True
+            try:
+                await self.raw.execute("ROLLBACK")
+                self.usable = True
+            except Exception:  # noqa: S110 - the connection will be closed; the cause goes on
+                pass
             raise
         self.usable = False  # a COMMIT that fails leaves the outcome unknown
         await self.raw.execute("COMMIT")
@@ -378,7 +393,13 @@ async def writer_session(db: Database) -> AsyncIterator[WriterSession]:
         finally:
             try:
                 if session.usable:
-                    await session.release()
+                    try:
+                        await session.release()
+                    except Exception as exc:  # closing the connection releases it all
+                        log.warning("DM writer: releasing its connection failed: %s", exc)
+                        session.usable = False
             finally:
-                if not session.usable:
+                # never back to the pool inside a transaction (SQLAlchemy's reset on return
+                # only ends a transaction it began itself)
+                if not session.usable or session.raw.is_in_transaction():
                     await conn.invalidate()
