@@ -15,7 +15,15 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
-from tests.dmutil import Person, dm_event, person, post_message, send
+from tests.dmutil import (
+    Person,
+    dm_event,
+    get_history,
+    person,
+    post_message,
+    send,
+    send_refused,
+)
 from tests.integration.test_realtime_cluster import cluster_env, no_tracebacks
 from tests.wsutil import Socket, cookieless, open_socket
 
@@ -193,5 +201,44 @@ async def test_concurrent_sends_through_both_processes_arrive_in_id_order(
             assert own == sorted(own)
         await close_all(bob_on_a, bob_on_b, *sockets)
         for who in (bob, *senders):
+            await who.aclose()
+    no_tracebacks(a, b)
+
+
+async def test_the_dm_rate_limit_is_shared_and_checked_first(
+    pg_url: str,
+    redis_server: str,
+    redis_prefix: str,
+    live_server_factory: Callable[..., LiveServer],
+) -> None:
+    """On Redis (pipelined hits) the limit is one counter for both processes and still the
+    first check: a refused send is not stored, and says nothing about the recipient."""
+    env = {
+        **cluster_env(pg_url, redis_server, redis_prefix),
+        "ECHOCHAT_RATE_LIMIT_DM_ACCOUNT": "3/minute",
+        "ECHOCHAT_RATE_LIMIT_LOGIN_IP": "1000/hour",
+    }
+    a = live_server_factory(env=env)
+    b = live_server_factory(env=env)
+    async with http_to(a) as via_a, http_to(b) as via_b:
+        alice = await person(via_a, a.url, "alice")
+        bob = await person(via_b, b.url, "bob")
+        alice_on_a = await open_socket(a.url, alice.user)
+        alice_on_b = await open_socket(b.url, alice.user)
+        sent = [
+            await send(sock, "bob", await alice.seal("bob", f"m{i}"))
+            for i, sock in enumerate([alice_on_a, alice_on_b, alice_on_a])
+        ]
+        for sock in (alice_on_b, alice_on_a):
+            refused = await send_refused(sock, "bob", await alice.seal("bob", "one too many"))
+            assert refused["code"] == "rate_limited", refused
+            for to in ("nobody", "no\x00body"):  # no hint whether they exist
+                assert (await send_refused(sock, to, {"v": 1}))["code"] == "rate_limited"
+        history = await get_history(via_b, bob, "alice")
+        assert history.status_code == 200, history.text
+        stored = [m["id"] for m in history.json()["messages"]]
+        assert stored == [reply["message"]["id"] for reply in sent]
+        await close_all(alice_on_a, alice_on_b)
+        for who in (alice, bob):
             await who.aclose()
     no_tracebacks(a, b)
