@@ -218,6 +218,11 @@ class Settings(BaseModel):
     rate_limit_room_account: str = Field(
         default="60/10seconds", description="Room messages a user may send (all rooms)."
     )
+    rate_limit_room_invite: str = Field(
+        default="30/hour",
+        description="Group invites a user may send and private groups a user may create "
+        "(one count for both).",
+    )
     rate_limit_report_account: str = Field(
         default="20/hour", description="Reports a user may file."
     )
@@ -318,6 +323,7 @@ class Settings(BaseModel):
         "rate_limit_dm_account",
         "rate_limit_buzz",
         "rate_limit_room_account",
+        "rate_limit_room_invite",
         "rate_limit_report_account",
     )
     @classmethod

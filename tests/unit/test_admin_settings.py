@@ -65,6 +65,7 @@ async def test_every_editable_setting_is_listed(site: AdminSite, alice: User) ->
         "encrypted_group_max_members",
         "rate_limit_dm_account",
         "rate_limit_room_account",
+        "rate_limit_room_invite",
         "rate_limit_report_account",
     ):
         assert name in shown, name
@@ -124,6 +125,26 @@ async def test_a_changed_rate_limit_applies_to_the_next_request(
         f"{API}/auth/register", json={"username": "second", "password": PASSWORD}
     )
     expect_error(refused, 429, "rate_limited")
+
+
+async def test_a_changed_invite_limit_applies_to_the_next_group_or_invite(
+    site: AdminSite, alice: User
+) -> None:
+    assert site.ctx.settings.rate_limit_room_invite == "30/hour"  # the default
+    response = await patch(site, alice, rate_limit_room_invite="2/hour")
+    assert response.status_code == 200, response.text
+    assert site.ctx.settings.rate_limit_room_invite == "2/hour"
+    bob = await site.user("bob")
+    group = await site.call("POST", f"{API}/rooms", alice, {"name": "Friends"})
+    assert group.status_code == 201, group.text
+    invite = await site.call(
+        "POST", f"{API}/rooms/{group.json()['id']}/invites", alice, {"username": "bob"}
+    )
+    assert invite.status_code == 201, invite.text
+    expect_error(
+        await site.call("POST", f"{API}/rooms", alice, {"name": "More"}), 429, "rate_limited"
+    )
+    assert (await site.call("POST", f"{API}/rooms", bob, {"name": "Bob's"})).status_code == 201
 
 
 async def test_values_reset_and_provenance(site: AdminSite, alice: User) -> None:
@@ -186,6 +207,7 @@ REFUSED: list[tuple[dict[str, Any], str, str | None]] = [
     ({"gif_provider": "tenor"}, "invalid_setting", "gif_provider"),
     ({"gif_api_key": 12}, "invalid_setting", "gif_api_key"),
     ({"rate_limit_dm_account": "lots"}, "invalid_setting", "rate_limit_dm_account"),
+    ({"rate_limit_room_invite": "lots"}, "invalid_setting", "rate_limit_room_invite"),
     ({"rate_limit_buzz": "0/minute"}, "invalid_setting", "rate_limit_buzz"),
     ({"rate_limit_buzz": "1/minute;5/hour"}, "invalid_setting", "rate_limit_buzz"),
     ({"rate_limit_buzz": "3/fortnight"}, "invalid_setting", "rate_limit_buzz"),

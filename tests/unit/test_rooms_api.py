@@ -460,6 +460,51 @@ async def test_group_capacity_holds_at_invite_and_again_at_acceptance(
         )
 
 
+async def groups_of(site: RoomSite, who: User) -> list[str]:
+    return [r["name"] for r in (await site.ok("GET", "/rooms/mine", who))["rooms"]]
+
+
+async def test_invites_and_new_groups_share_a_rate_limit_checked_first(
+    make_settings: MakeSettings,
+) -> None:
+    async with open_room_site(make_settings, rate_limit_room_invite="4/hour") as site:
+        alice, bob, carol, dave = [await site.user(n) for n in ("alice", "bob", "carol", "dave")]
+        group = await site.group(alice)  # 1
+        await site.invite(group["id"], alice, bob)  # 2
+        # refused attempts count too: the limit comes before the other checks
+        expect_error(
+            await site.call("POST", "/rooms", alice, {"name": "x" * 61}), 422, "invalid_room_name"
+        )  # 3
+        expect_error(
+            await site.call("POST", f"/rooms/{group['id']}/invites", alice, {"username": "nobody"}),
+            404,
+            "user_not_found",
+        )  # 4
+        for method, path, body in [
+            ("POST", "/rooms", {"name": "Spam"}),
+            ("POST", f"/rooms/{group['id']}/invites", {"username": "carol"}),
+            # the limit is checked before anything else: even a refusal-to-be is 429
+            ("POST", "/rooms", {"name": "x" * 61}),
+            ("POST", "/rooms/999999/invites", {"username": "carol"}),
+        ]:
+            refused = await site.call(method, path, alice, body)
+            expect_error(refused, 429, "rate_limited")
+            assert int(refused.headers["retry-after"]) > 0, (path, refused.headers)
+        # nothing was created past the limit
+        assert await groups_of(site, alice) == ["Friends"]
+        assert (await site.ok("GET", "/invites", carol))["invites"] == []
+        assert await site.events(carol) == []
+        # another user has a count of their own; accepting an invite is not limited
+        other = await site.group(dave, "Dave's")
+        to_carol = await site.invite(other["id"], dave, carol)
+        to_alice = await site.invite(other["id"], dave, alice)
+        joined = await site.ok("POST", f"/invites/{to_alice['id']}/accept", alice)
+        assert joined["member_count"] == 2
+        pending = (await site.ok("GET", "/invites", carol))["invites"]
+        assert [i["id"] for i in pending] == [to_carol["id"]]
+        assert await groups_of(site, alice) == ["Dave's", "Friends"]
+
+
 async def test_a_group_is_joined_only_by_invitation(site: RoomSite, alice: User, bob: User) -> None:
     group = await site.group(alice)
     mod = await site.user("mod", "moderator")

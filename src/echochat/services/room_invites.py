@@ -1,6 +1,8 @@
 """Invitations to private groups.
 
 Where the policy lives:
+- first the rate limit ``rate_limit_room_invite`` (429 ``rate_limited``; one count per user
+  with the private groups they create, refused attempts too), before any query;
 - only a member of a group may invite (403 ``not_a_member``; a group the caller cannot see
   is 404 ``room_not_found``); public rooms need no invitation (409 ``not_a_group``);
 - the invitee is an existing user who has not blocked the inviter (404 ``user_not_found``:
@@ -56,6 +58,8 @@ async def _public(
 async def invite(
     ctx: Context, principal: Principal, room_id: int, username: str
 ) -> RoomInvitePublic:
+    """Invite ``username`` to the group; the refusals, in order, are the module's."""
+    await rooms_service.limit_invites(ctx, principal)
     now = ctx.clock()
     async with ctx.db.transaction() as conn:
         room, mine = await rooms_service.load(conn, principal, room_id, lock=True)

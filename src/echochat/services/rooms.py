@@ -35,7 +35,7 @@ from echochat.domain.events_rooms import (
 from echochat.domain.presence import OFFLINE, Presence, seen_by
 from echochat.domain.rooms import ROOMS_MANAGE, Role, capacity_of, check_name, check_topic
 from echochat.services import notify, presence, roomcast
-from echochat.services.accounts import Principal
+from echochat.services.accounts import Principal, limit
 from echochat.services.context import Context
 from echochat.store import audit
 from echochat.store import room_categories as category_store
@@ -62,6 +62,7 @@ __all__ = [
     "iso",
     "join",
     "leave",
+    "limit_invites",
     "load",
     "member_target",
     "members",
@@ -151,6 +152,13 @@ async def load(
     if room is None or (room.kind == "group" and mine is None and not staff(principal)):
         raise NotFound("no such room", code="room_not_found")
     return room, mine
+
+
+async def limit_invites(ctx: Context, principal: Principal) -> None:
+    """Count one invite or new group against the caller's ``rate_limit_room_invite``
+    (429 ``rate_limited`` past it): what invite spam needs, groups to invite into and
+    invites, is limited together."""
+    await limit(ctx, ctx.settings.rate_limit_room_invite, "room_invite", str(principal.user_id))
 
 
 def need_member(principal: Principal, mine: MemberRow | None) -> None:
@@ -336,7 +344,11 @@ def _member_public(
 async def create_group(
     ctx: Context, principal: Principal, *, name: str, topic: str = "", encrypted: bool = False
 ) -> RoomDetail:
-    """A private group; its creator is the owner and its only member."""
+    """A private group; its creator is the owner and its only member.
+
+    Checks, in order: the rate limit ``rate_limit_room_invite`` (429; one count with the
+    invites the user sends, refused attempts too); the name and topic (422)."""
+    await limit_invites(ctx, principal)
     clean_name, clean_topic = check_name(name), check_topic(topic)
     now = ctx.clock()
     async with ctx.db.transaction() as conn:

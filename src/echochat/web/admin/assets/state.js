@@ -194,6 +194,7 @@ export const SETTING_FIELDS = /** @type {SettingField[]} */ ([
   { name: "gif_api_key", kind: "secret" },
   { name: "rate_limit_dm_account", kind: "rate" },
   { name: "rate_limit_room_account", kind: "rate" },
+  { name: "rate_limit_room_invite", kind: "rate" },
   { name: "rate_limit_report_account", kind: "rate" },
   { name: "rate_limit_register_ip", kind: "rate" },
   { name: "rate_limit_login_ip", kind: "rate" },
