@@ -9,14 +9,17 @@ hashing) and only registers the users that are missing.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import resource
 import secrets
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -88,6 +91,44 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return _stat_cpu(Path(f"/proc/{pid}/stat")), _stat_cpu(Path(f"/proc/{pid}/task/{pid}/stat"))
 
 
+def cpu_rows(
+    before: dict[int, tuple[float, float]],
+    after: dict[int, tuple[float, float]],
+    delivered: int,
+    seconds: float,
+    *,
+    label: str,
+    digits: int,
+    undelivered: str = "n/a",
+    total_label: str | None = None,
+) -> list[tuple[str, str]]:
+    """The servers' CPU over a measured window of ``seconds`` (``cpu_seconds`` before and
+    after), per process: ``server PID <label>``, CPU ms per delivery in all and on the main
+    thread (the event loop), with ``digits`` decimals (``undelivered`` when nothing was
+    delivered); and CPU seconds with their share of one CPU. With ``total_label``, and more
+    than one process, also the CPU ms per delivery of all processes together."""
+    rows = []
+    for pid in before:
+        used = after[pid][0] - before[pid][0]
+        main = after[pid][1] - before[pid][1]
+        per = (
+            f"{used * 1000 / delivered:.{digits}f} / {main * 1000 / delivered:.{digits}f}"
+            if delivered
+            else undelivered
+        )
+        rows.append((f"server {pid} {label}", per))
+        rows.append(
+            (
+                f"server {pid} CPU s (all / event loop), % of one CPU",
+                f"{used:.2f} / {main:.2f}, {100 * used / max(seconds, 1e-9):.0f}%",
+            )
+        )
+    if total_label is not None and len(before) > 1 and delivered:
+        used = sum(after[pid][0] - before[pid][0] for pid in before)
+        rows.append((total_label, f"{used * 1000 / delivered:.{digits}f}"))
+    return rows
+
+
 # --- statistics and output -------------------------------------------------------------------
 
 
@@ -104,6 +145,26 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 def mean(values: Sequence[float]) -> float:
     return statistics.fmean(values) if values else float("nan")
+
+
+def latency_ms(values: Sequence[float], p: float | None) -> str:
+    """The ``p``-th percentile (None: the maximum) of latencies in ms for a table; a message
+    never delivered (``math.inf``) counts as infinitely late: "not delivered"."""
+    if not values:
+        return "n/a"
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * (100 if p is None else p) / 100
+    if math.isinf(ordered[math.ceil(rank)]):
+        return "not delivered"
+    return f"{percentile(ordered, 100 if p is None else p):.2f}"
+
+
+def load_row(before: float) -> tuple[str, str]:
+    """The machine's 1-minute load average before the measured phase (``before``) and now."""
+    return (
+        "machine load (1-min average, before / after)",
+        f"{before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+    )
 
 
 def table(title: str, rows: Iterable[tuple[str, str]]) -> str:
@@ -563,3 +624,63 @@ async def spawn_servers(
         pids.append(proc.pid)
         say(f"  server {index}: {url} (pid {proc.pid}, log {log})")
     return Spawned(urls, pids, description, cleanup, procs)
+
+
+# --- workloads that start their own servers (--spawn) or use running ones (--url) ----------
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--spawn``, ``--processes``, ``--pg-url``, ``--redis-url``: which server(s) to start."""
+    parser.add_argument(
+        "--spawn",
+        choices=("sqlite", "cluster"),
+        help="start the server(s) here instead of --url: sqlite (embedded default) or "
+        "cluster (PostgreSQL + Redis)",
+    )
+    parser.add_argument("--processes", type=int, default=1, help="server processes (cluster)")
+    parser.add_argument(
+        "--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres", help="--spawn cluster"
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="--spawn cluster")
+
+
+def add_pid_argument(parser: argparse.ArgumentParser) -> None:
+    """``--pid``: with ``--url``, the server processes whose CPU time to report."""
+    parser.add_argument(
+        "--pid",
+        default="",
+        help="with --url: the server process ids (comma-separated) whose CPU time to report",
+    )
+
+
+def server_pids(args: argparse.Namespace, spawned: Spawned | None) -> list[int]:
+    """The server processes to measure: the spawned ones, or those of ``--pid``."""
+    return spawned.pids if spawned else [int(x) for x in args.pid.split(",") if x.strip()]
+
+
+Measure = Callable[[argparse.Namespace, Users, list[str], str, Spawned | None], Awaitable[str]]
+
+
+async def run_workload(args: argparse.Namespace, prefix: str, measure: Measure) -> str:
+    """Start the servers of ``--spawn`` (in a new temporary folder named ``prefix...``) or
+    take those of ``--url``, run ``measure(args, users, urls, server description, spawned)``
+    and stop what was started."""
+    spawned: Spawned | None = None
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    if args.spawn:
+        say(f"starting {args.spawn} server(s) in {workdir}")
+        spawned = await spawn_servers(
+            args.spawn, args.processes, workdir, pg_url=args.pg_url, redis_url=args.redis_url
+        )
+        urls = spawned.urls
+        server = spawned.description
+    elif args.url:
+        urls = [u.strip().rstrip("/") for u in args.url.split(",")]
+        server = ", ".join(urls)
+    else:
+        raise SystemExit("give --url URL[,URL2...] or --spawn sqlite|cluster")
+    try:
+        return await measure(args, Users(urls[0], args.users_file), urls, server, spawned)
+    finally:
+        if spawned is not None:
+            await spawned.stop()

@@ -41,7 +41,6 @@ import math
 import os
 import secrets
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,12 +54,18 @@ from bench.common import (
     Socket,
     Spawned,
     Users,
+    add_pid_argument,
+    add_server_arguments,
     bounded,
+    cpu_rows,
     cpu_seconds,
     http_client,
+    latency_ms,
+    load_row,
     percentile,
+    run_workload,
     say,
-    spawn_servers,
+    server_pids,
     table,
     ws_url,
 )
@@ -71,17 +76,7 @@ SPAWNS = True  # may start its own server (--spawn): --url is optional
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--spawn",
-        choices=("sqlite", "cluster"),
-        help="start the server(s) here instead of --url: sqlite (embedded default) or "
-        "cluster (PostgreSQL + Redis)",
-    )
-    parser.add_argument("--processes", type=int, default=1, help="server processes (cluster)")
-    parser.add_argument(
-        "--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres", help="--spawn cluster"
-    )
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="--spawn cluster")
+    add_server_arguments(parser)
     parser.add_argument("-p", "--pairs", type=int, default=100, help="sender/recipient pairs (P)")
     parser.add_argument("--mode", choices=("open", "closed"), default="open")
     parser.add_argument("--rate", type=float, default=1000.0, help="open loop: messages/s, total")
@@ -93,11 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drain", type=float, default=10.0, help="seconds to wait at the end")
     parser.add_argument("--timeout", type=float, default=10.0, help="closed loop: per message")
     parser.add_argument("--concurrency", type=int, default=50, help="HTTP calls in flight")
-    parser.add_argument(
-        "--pid",
-        default="",
-        help="with --url: the server process ids (comma-separated) whose CPU time to report",
-    )
+    add_pid_argument(parser)
     parser.add_argument(
         "--py-spy",
         type=Path,
@@ -194,25 +185,7 @@ async def send(pair: Pair, sock: Socket, client_id: str, text: str) -> None:
 
 
 async def run(args: argparse.Namespace, users: Users | None) -> str:
-    spawned: Spawned | None = None
-    workdir = Path(tempfile.mkdtemp(prefix="echochat-bench-dm-"))
-    if args.spawn:
-        say(f"starting {args.spawn} server(s) in {workdir}")
-        spawned = await spawn_servers(
-            args.spawn, args.processes, workdir, pg_url=args.pg_url, redis_url=args.redis_url
-        )
-        urls = spawned.urls
-        server = spawned.description
-    elif args.url:
-        urls = [u.strip().rstrip("/") for u in args.url.split(",")]
-        server = ", ".join(urls)
-    else:
-        raise SystemExit("give --url URL[,URL2...] or --spawn sqlite|cluster")
-    try:
-        return await measure(args, Users(urls[0], args.users_file), urls, server, spawned)
-    finally:
-        if spawned is not None:
-            await spawned.stop()
+    return await run_workload(args, "echochat-bench-dm-", measure)
 
 
 async def measure(
@@ -285,8 +258,7 @@ async def measure(
     gc.collect()
     gc.freeze()
     load_before = os.getloadavg()[0]
-    pids = spawned.pids if spawned else [int(x) for x in args.pid.split(",") if x.strip()]
-    cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+    cpu_before = {pid: cpu_seconds(pid) for pid in server_pids(args, spawned)}
     profilers = await start_py_spy(args, spawned)
     say(f"{args.mode} loop: {p} pairs" + (f", {args.rate:g} msg/s" if args.mode == "open" else ""))
     t_start = time.perf_counter()
@@ -339,10 +311,7 @@ async def measure(
     span = max((max(pr.arrived.values()) for pr in pairs if pr.arrived), default=t_sent) - t_start
     rows = [
         ("server", server),
-        (
-            "machine load (1-min average, before / after)",
-            f"{load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
-        ),
+        load_row(load_before),
         (
             "mode",
             f"{args.mode} loop" + (f", target {args.rate:g} msg/s" if args.mode == "open" else ""),
@@ -362,14 +331,24 @@ async def measure(
         ("delivered/s (all)", f"{total_arrived / span:.0f}" if span > 0 else "n/a"),
         ("measured (after warm-up)", f"{measured} sent, {delivered} delivered"),
         ("latency: from the send to the recipient's socket", "undelivered = infinite"),
-        ("latency p50 (ms)", ms(latencies, 50)),
-        ("latency p95 (ms)", ms(latencies, 95)),
-        ("latency p99 (ms)", ms(latencies, 99)),
-        ("latency max (ms)", ms(latencies, None)),
+        ("latency p50 (ms)", latency_ms(latencies, 50)),
+        ("latency p95 (ms)", latency_ms(latencies, 95)),
+        ("latency p99 (ms)", latency_ms(latencies, 99)),
+        ("latency max (ms)", latency_ms(latencies, None)),
         ("ok reply p50 / p99 (ms)", f"{percentile(ok_ms, 50):.2f} / {percentile(ok_ms, 99):.2f}"),
     ]
-    if cpu_before:
-        rows += cpu_rows(cpu_before, cpu_after, total_arrived, t_end - t_start)
+    # the servers' CPU over the sending and drain: per DM delivered (its dm.delivered ack
+    # included when acks are on), and as a share of one CPU, per process
+    rows += cpu_rows(
+        cpu_before,
+        cpu_after,
+        total_arrived,
+        t_end - t_start,
+        label="CPU ms per DM delivered (all / event loop thread)",
+        digits=3,
+        undelivered="n/a / n/a",
+        total_label="servers' CPU ms per DM delivered, all processes",
+    )
     if args.mode == "open":
         rows.append(("send lag behind schedule p99 (ms)", f"{percentile(lags, 99):.2f}"))
     if errors:
@@ -378,53 +357,6 @@ async def measure(
         rows.append(("py-spy output", str(args.py_spy)))
     say(f"  measured window {t_end - t_start:.1f} s")
     return table(f"dm: {p} pairs, {args.mode} loop", rows)
-
-
-def cpu_rows(
-    before: dict[int, tuple[float, float]],
-    after: dict[int, tuple[float, float]],
-    delivered: int,
-    seconds: float,
-) -> list[tuple[str, str]]:
-    """The servers' CPU over the sending and drain (from /proc): per DM delivered (its
-    ``dm.delivered`` ack included when acks are on), in all and on the main thread (the event
-    loop), and as a share of one CPU, per process."""
-    rows = []
-    for pid in before:
-        total = after[pid][0] - before[pid][0]
-        main = after[pid][1] - before[pid][1]
-        per = f"{total * 1000 / delivered:.3f}" if delivered else "n/a"
-        main_per = f"{main * 1000 / delivered:.3f}" if delivered else "n/a"
-        rows.append(
-            (
-                f"server {pid} CPU ms per DM delivered (all / event loop thread)",
-                f"{per} / {main_per}",
-            )
-        )
-        rows.append(
-            (
-                f"server {pid} CPU s (all / event loop), % of one CPU",
-                f"{total:.2f} / {main:.2f}, {100 * total / seconds:.0f}%",
-            )
-        )
-    if len(before) > 1 and delivered:
-        total = sum(after[pid][0] - before[pid][0] for pid in before)
-        rows.append(
-            ("servers' CPU ms per DM delivered, all processes", f"{total * 1000 / delivered:.3f}")
-        )
-    return rows
-
-
-def ms(values: list[float], p: float | None) -> str:
-    """The ``p``-th percentile (None: the maximum) for the table; a message never delivered
-    counts as infinitely late."""
-    if not values:
-        return "n/a"
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * (100 if p is None else p) / 100
-    if math.isinf(ordered[math.ceil(rank)]):
-        return "not delivered"
-    return f"{percentile(ordered, 100 if p is None else p):.2f}"
 
 
 def finished(pairs: list[Pair]) -> bool:

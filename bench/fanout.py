@@ -36,10 +36,8 @@ import math
 import os
 import secrets
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -51,12 +49,18 @@ from bench.common import (
     Socket,
     Spawned,
     Users,
+    add_pid_argument,
+    add_server_arguments,
     bounded,
+    cpu_rows,
     cpu_seconds,
     http_client,
+    latency_ms,
+    load_row,
     percentile,
+    run_workload,
     say,
-    spawn_servers,
+    server_pids,
     table,
     ws_url,
 )
@@ -70,17 +74,7 @@ BENCH_ENV.setdefault("ECHOCHAT_RATE_LIMIT_ROOM_ACCOUNT", "1000000/10seconds")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--spawn",
-        choices=("sqlite", "cluster"),
-        help="start the server(s) here instead of --url: sqlite (embedded default) or "
-        "cluster (PostgreSQL + Redis)",
-    )
-    parser.add_argument("--processes", type=int, default=1, help="server processes (cluster)")
-    parser.add_argument(
-        "--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres", help="--spawn cluster"
-    )
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="--spawn cluster")
+    add_server_arguments(parser)
     parser.add_argument("-r", "--members", type=int, default=500, help="room members (R)")
     parser.add_argument("--mode", choices=("open", "closed"), default="open")
     parser.add_argument("--rate", type=float, default=10.0, help="open loop: messages/s")
@@ -99,11 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "socket once it said hello, so that 500 sockets in one process cost little) or "
         "websockets (the library, as bench.common.Socket and the SDK do)",
     )
-    parser.add_argument(
-        "--pid",
-        default="",
-        help="with --url: the server process ids (comma-separated) whose CPU time to report",
-    )
+    add_pid_argument(parser)
 
 
 @dataclass
@@ -151,25 +141,7 @@ async def join_room(http: httpx.AsyncClient, accounts: list[Account]) -> tuple[i
 
 
 async def run(args: argparse.Namespace, users: Users | None) -> str:
-    spawned: Spawned | None = None
-    workdir = Path(tempfile.mkdtemp(prefix="echochat-bench-fanout-"))
-    if args.spawn:
-        say(f"starting {args.spawn} server(s) in {workdir}")
-        spawned = await spawn_servers(
-            args.spawn, args.processes, workdir, pg_url=args.pg_url, redis_url=args.redis_url
-        )
-        urls = spawned.urls
-        server = spawned.description
-    elif args.url:
-        urls = [u.strip().rstrip("/") for u in args.url.split(",")]
-        server = ", ".join(urls)
-    else:
-        raise SystemExit("give --url URL[,URL2...] or --spawn sqlite|cluster")
-    try:
-        return await measure(args, Users(urls[0], args.users_file), urls, server, spawned)
-    finally:
-        if spawned is not None:
-            await spawned.stop()
+    return await run_workload(args, "echochat-bench-fanout-", measure)
 
 
 async def measure(
@@ -243,8 +215,7 @@ async def measure(
     gc.collect()
     gc.freeze()
     load_before = os.getloadavg()[0]
-    pids = spawned.pids if spawned else [int(x) for x in args.pid.split(",") if x.strip()]
-    cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+    cpu_before = {pid: cpu_seconds(pid) for pid in server_pids(args, spawned)}
     own_before = time.process_time()
     say(f"{args.mode} loop: room {room} ({room_name}) of {r} members, {count} messages")
 
@@ -317,10 +288,7 @@ async def measure(
     errors = [d.error for d in deliveries if d.error]
     rows = [
         ("server", server),
-        (
-            "machine load (1-min average, before / after)",
-            f"{load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
-        ),
+        load_row(load_before),
         ("mode", f"{args.mode} loop" + (f", {args.rate:g} msg/s" if args.mode == "open" else "")),
         ("room members (R), sockets", f"{r}, one each; receivers read with {args.client}"),
         (
@@ -340,10 +308,10 @@ async def measure(
         ),
         ("deliveries/s", f"{total / span:.0f}" if span > 0 else "n/a"),
         ("measured (after warm-up)", f"{len(measured)} messages"),
-        ("to the LAST member p50 (ms)", _ms(last_ms, 50)),
-        ("to the LAST member p95 (ms)", _ms(last_ms, 95)),
-        ("to the LAST member p99 (ms)", _ms(last_ms, 99)),
-        ("to the LAST member max (ms)", _ms(last_ms, None)),
+        ("to the LAST member p50 (ms)", latency_ms(last_ms, 50)),
+        ("to the LAST member p95 (ms)", latency_ms(last_ms, 95)),
+        ("to the LAST member p99 (ms)", latency_ms(last_ms, 99)),
+        ("to the LAST member max (ms)", latency_ms(last_ms, None)),
         (
             "to the first / median member p50 (ms)",
             f"{percentile(first_ms, 50):.2f} / {percentile(median_ms, 50):.2f}",
@@ -354,17 +322,14 @@ async def measure(
         ),
         ("bench client CPU per delivery (ms)", f"{own_cpu * 1000 / total:.3f}" if total else "n/a"),
     ]
-    for pid in cpu_before:
-        used = cpu_after[pid][0] - cpu_before[pid][0]
-        main = cpu_after[pid][1] - cpu_before[pid][1]
-        per = f"{used * 1000 / total:.4f} / {main * 1000 / total:.4f}" if total else "n/a"
-        rows.append((f"server {pid} CPU ms per delivery (all / event loop)", per))
-        rows.append(
-            (
-                f"server {pid} CPU s (all / event loop), % of one CPU",
-                f"{used:.2f} / {main:.2f}, {100 * used / max(t_end - t_start, 1e-9):.0f}%",
-            )
-        )
+    rows += cpu_rows(
+        cpu_before,
+        cpu_after,
+        total,
+        t_end - t_start,
+        label="CPU ms per delivery (all / event loop)",
+        digits=4,
+    )
     if errors:
         rows.append(("first error", errors[0][:120]))
     say(f"  measured window {t_end - t_start:.1f} s")
@@ -458,13 +423,3 @@ class LeanReader(asyncio.Protocol):
                 if not reader.closed:
                     reader.send_text('{"op":"ping"}')
             await asyncio.sleep(heartbeat / 2)
-
-
-def _ms(values: list[float], p: float | None) -> str:
-    if not values:
-        return "n/a"
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * (100 if p is None else p) / 100
-    if math.isinf(ordered[math.ceil(rank)]):
-        return "not delivered"
-    return f"{percentile(ordered, 100 if p is None else p):.2f}"
