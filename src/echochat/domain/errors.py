@@ -70,3 +70,8 @@ class RateLimited(DomainError):
 class Unavailable(DomainError):
     status = 503
     default_code = "unavailable"
+
+
+def server_stopping() -> Unavailable:
+    """What a caller still waiting gets when the server shuts down (503, retry)."""
+    return Unavailable("the server is stopping; try again", code="unavailable")

@@ -32,7 +32,7 @@ from limits.storage import storage_from_string
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from echochat.domain.errors import Unavailable
+from echochat.domain.errors import Unavailable, server_stopping
 
 __all__ = ["LocalSlidingWindow", "PipelinedSlidingWindow", "RateLimiter"]
 
@@ -172,7 +172,7 @@ class PipelinedSlidingWindow:
         """True if ``amount`` more events fit under ``limit`` per ``expiry`` seconds (and
         are counted), as ``RedisStorage.acquire_sliding_window_entry``."""
         if self._closed:
-            raise _stopping()
+            raise server_stopping()
         storage, bridge = self._storage, self._bridge
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append(
@@ -263,14 +263,10 @@ class PipelinedSlidingWindow:
         self._pending.clear()
 
 
-def _stopping() -> Unavailable:
-    return Unavailable("the server is stopping; try again", code="unavailable")
-
-
 def _fail_all(entries: list[_Entry]) -> None:
     for *_, future in entries:
         if not future.done():
-            future.set_exception(_stopping())
+            future.set_exception(server_stopping())
 
 
 class RateLimiter:

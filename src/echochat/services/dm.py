@@ -34,7 +34,14 @@ from pydantic import BaseModel
 
 from echochat.domain.accounts import USERNAME_RE
 from echochat.domain.e2ee import EnvelopeParts, parse_envelope
-from echochat.domain.errors import DomainError, Forbidden, InvalidInput, NotFound, Unavailable
+from echochat.domain.errors import (
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+    server_stopping,
+)
 from echochat.domain.events import (
     BuzzData,
     BuzzEvent,
@@ -46,6 +53,7 @@ from echochat.domain.events import (
 )
 from echochat.services import notify
 from echochat.services.accounts import Principal, limit
+from echochat.services.batching import fail, fail_all, resolve
 from echochat.services.context import Context
 from echochat.store import Database, dm_batch
 from echochat.store import messages as store
@@ -265,16 +273,6 @@ class _Send:
 _Item = _Send | _Ack
 
 
-def _resolve(future: asyncio.Future[Any], result: Any) -> None:
-    if not future.done():
-        future.set_result(result)
-
-
-def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
-
-
 class _Writer:
     """Runs queued writes a batch per transaction. The task lives only while there is work,
     so there is nothing to start or stop with the app. A batch costs a handful of
@@ -306,14 +304,11 @@ class _Writer:
                 log.warning("DM writer: %s", exc)
                 down = Unavailable("the database is unavailable; try again", code="unavailable")
                 down.__cause__ = exc
-                for item in [*batch, *self.queue]:
-                    _fail(item.future, down)
+                fail_all([*batch, *self.queue], down)
                 self.queue.clear()
                 batch = []
             except BaseException:
-                stopped = Unavailable("the server is stopping; try again", code="unavailable")
-                for item in [*batch, *self.queue]:
-                    _fail(item.future, stopped)
+                fail_all([*batch, *self.queue], server_stopping())
                 self.queue.clear()
                 raise
 
@@ -327,20 +322,20 @@ class _Writer:
                 done = await self._commit(session, batch)
             except Exception as exc:
                 if len(batch) == 1:
-                    _fail(batch[0].future, exc)
+                    fail(batch[0].future, exc)
                 else:  # one at a time, so that one bad write fails alone
                     for item in batch:
                         try:
                             done += await self._commit(session, [item])
                         except Exception as one:
-                            _fail(item.future, one)
+                            fail(item.future, one)
             for item, result in done:
                 if isinstance(result, DomainError):
-                    _fail(item.future, result)
+                    fail(item.future, result)
                 elif isinstance(item, _Ack):
-                    _resolve(item.future, result.upto(item.kind))
+                    resolve(item.future, result.upto(item.kind))
                 else:
-                    _resolve(item.future, result)
+                    resolve(item.future, result)
             await asyncio.sleep(0)  # the senders' `ok` replies go out before the events
             events: list[tuple[list[int], BaseModel | bytes]] = []
             receipts: set[tuple[int, int, str]] = set()  # one dm.receipt per kind and pair

@@ -22,7 +22,6 @@ import logging
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import orjson
 
@@ -33,11 +32,12 @@ from echochat.domain.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
-    Unavailable,
+    server_stopping,
 )
 from echochat.domain.events_room_messages import RoomMessage, RoomMessageEvent
 from echochat.services import roomcast
 from echochat.services.accounts import Principal
+from echochat.services.batching import fail, fail_all, resolve
 from echochat.services.context import Context
 from echochat.store import Database
 from echochat.store import messages as runner
@@ -233,16 +233,6 @@ class Send:
         )
 
 
-def _resolve(future: asyncio.Future[Any], result: Any) -> None:
-    if not future.done():
-        future.set_result(result)
-
-
-def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
-
-
 class Writer:
     """Queued sends, a batch per transaction (see services/dm.py for the why). The task
     lives only while there is work."""
@@ -266,9 +256,7 @@ class Writer:
                 await self._batch(ctx, batch)
                 batch = []
         except BaseException:
-            stopped = Unavailable("the server is stopping; try again", code="unavailable")
-            for item in [*batch, *self.queue]:
-                _fail(item.future, stopped)
+            fail_all([*batch, *self.queue], server_stopping())
             self.queue.clear()
             raise
 
@@ -279,19 +267,19 @@ class Writer:
                 done = await self._commit(ctx, batch)
             except Exception as exc:
                 if len(batch) == 1:
-                    _fail(batch[0].future, exc)
+                    fail(batch[0].future, exc)
                 else:  # one at a time, so that one bad write fails alone
                     for item in batch:
                         try:
                             done += await self._commit(ctx, [item])
                         except Exception as one:
-                            _fail(item.future, one)
+                            fail(item.future, one)
             fresh: list[RoomMessage] = []
             for item, result in done:
                 if isinstance(result, DomainError):
-                    _fail(item.future, result)
+                    fail(item.future, result)
                 else:
-                    _resolve(item.future, result)
+                    resolve(item.future, result)
                     if not result.duplicate:
                         fresh.append(result.message)
             await asyncio.sleep(0)  # the senders' `ok` replies go out before the events

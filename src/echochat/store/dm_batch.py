@@ -45,7 +45,6 @@ __all__ = [
     "drive",
     "ensure_pairs",
     "insert_many",
-    "lock_keys",
     "writer_session",
 ]
 
@@ -271,11 +270,6 @@ def advance_many(
 # --- sessions --------------------------------------------------------------------------------
 
 
-def lock_keys(usernames: Iterable[str]) -> list[int]:
-    """The advisory lock keys of these (canonical) usernames, ascending."""
-    return store.lock_keys(usernames)
-
-
 class WriterSession:
     """What the DM writer runs its batches through, for one run of batches."""
 
@@ -317,7 +311,7 @@ class _PgSession(WriterSession):
 
     @asynccontextmanager
     async def locked(self, usernames: Iterable[str]) -> AsyncIterator[None]:
-        keys = lock_keys(usernames)
+        keys = store.lock_keys(usernames)
         # One round trip: the previous batch's locks go, this batch's are taken in
         # ascending order (no deadlock between processes), and its transaction begins.
         parts = ["SELECT pg_advisory_unlock_all()"] if self.locked_keys else []
