@@ -246,6 +246,11 @@ async def test_admin_panel_journey(
     await panel.get_by_role("button", name="Save settings").click()
     await expect(panel.locator("#admin-settings-status")).to_contain_text("Saved 2 settings")
     await shoot(page, output_dir / "tab-settings.png")
+    # every rate limit has its field, the group-invite one included, with the server's value
+    invites = panel.get_by_label("Group invites per account")
+    await invites.scroll_into_view_if_needed()
+    await expect(invites).to_have_value("30/hour")
+    await shoot(page, output_dir / "tab-settings-limits.png")
 
     visitor = await (await new_context()).new_page()
     visitor_watch = await watch(visitor)
