@@ -157,6 +157,7 @@ def create_app(
             await hub.stop()
             await dm_service.stop_writer(db)
             await ctx.drain()
+            await ctx.lost.close()
             await ctx.limiter.close()
             await bus.close()
             await db.close()

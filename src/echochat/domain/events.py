@@ -33,6 +33,8 @@ __all__ = [
     "PresenceEvent",
     "PresenceSelfEvent",
     "ReceiptKind",
+    "ResyncData",
+    "ResyncEvent",
     "TypingEvent",
 ]
 
@@ -229,6 +231,24 @@ class KickedEvent(_Model):
     data: KickedData
 
 
+class ResyncData(_Model):
+    reason: Literal["bus", "publish"]
+    # resume from at most these (the lowest missed id - 1); None / absent room: your own
+    cursor: int | None = None
+    rooms: dict[str, int] = Field(default_factory=dict)
+
+
+class ResyncEvent(_Model):
+    """Events meant for this socket may have been lost: the process's bus subscription
+    overflowed or reconnected (``bus``), or a commit's wake-up could not be published
+    (``publish``). The client resumes with ``hello`` as after a reconnect, from at most
+    ``cursor`` and ``rooms``, and refreshes what is not replayed (docs/protocol.md,
+    "Lost wake-ups")."""
+
+    type: Literal["resync"] = "resync"
+    data: ResyncData
+
+
 Event = Annotated[
     HelloEvent
     | PresenceEvent
@@ -242,6 +262,7 @@ Event = Annotated[
     | DmMessageEvent
     | DmReceiptEvent
     | OfflineSummaryEvent
-    | BuzzEvent,
+    | BuzzEvent
+    | ResyncEvent,
     Field(discriminator="type"),
 ]

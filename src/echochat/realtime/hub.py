@@ -31,6 +31,7 @@ import orjson
 from starlette.websockets import WebSocket
 
 from echochat.bus import BusOverflow, BusUnavailable, Subscription
+from echochat.domain.events import ResyncData, ResyncEvent
 from echochat.realtime.wsserver import LeanWebSocketProtocol, text_frame
 from echochat.services import accounts, notify, presence, roomcast
 from echochat.services.accounts import Principal
@@ -229,6 +230,7 @@ class Hub:
         self._by_user: dict[int, tuple[Connection, ...]] = {}
         self._sub: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._recheck: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         # rooms: local members per room, rooms per local user (only users in some room),
         # and the membership orders seen while a load from the database is under way
@@ -268,9 +270,10 @@ class Hub:
         ]
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *self._syncing.values()]:
+        tasks = [*self._tasks, *([self._recheck] if self._recheck is not None else [])]
+        for task in [*tasks, *self._syncing.values()]:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for conns in list(self._by_user.values()):
@@ -485,7 +488,7 @@ class Hub:
             try:
                 channel, payload = await self._sub.get()
             except BusOverflow:
-                log.warning("bus subscriber overflowed; events may have been dropped")
+                self.lost_events()
                 continue
             except StopAsyncIteration:
                 return
@@ -493,6 +496,28 @@ class Hub:
                 self.route(channel, payload)
             except Exception:
                 log.exception("could not route a bus message on %s", channel)
+
+    def lost_events(self) -> None:
+        """The bus subscription overflowed or reconnected: events meant for the sockets here
+        may be gone. Each socket gets ``resync`` behind every frame it already has, so the
+        client's cursors are exactly where the loss began and its ``hello`` replays what was
+        lost (docs/protocol.md, "Lost wake-ups"). A membership or kick order may be gone
+        too: the room index and the sessions are re-checked at once, not in 30 s."""
+        sockets = self.count
+        log.warning("bus events may have been lost; telling %d sockets to resync", sockets)
+        frame = notify.event_frame(ResyncEvent(data=ResyncData(reason="bus"))).decode()
+        wire = text_frame(frame)
+        for conns in list(self._by_user.values()):
+            for conn in conns:
+                conn.send_shared(frame, wire)
+        if self._recheck is None or self._recheck.done():
+            self._recheck = asyncio.create_task(self._recheck_now(), name="hub-recheck")
+
+    async def _recheck_now(self) -> None:
+        try:
+            await self._recheck_sessions()
+        except Exception:
+            log.exception("re-check after lost bus events failed; the keeper retries in 30 s")
 
     def close_silent(self, before: float) -> int:
         """Close every socket whose client sent nothing since ``before`` (monotonic time);

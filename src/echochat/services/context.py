@@ -14,6 +14,7 @@ from echochat.config import Settings
 from echochat.integrations.email import Mailer
 from echochat.integrations.ratelimit import RateLimiter
 from echochat.services.passwords import PasswordHasher
+from echochat.services.resync import LostWakeups
 from echochat.services.tokens import TokenKeys
 from echochat.store import Database
 
@@ -37,6 +38,8 @@ class Context:
     hasher: PasswordHasher = field(default_factory=lambda: PasswordHasher())
     clock: Callable[[], datetime] = utcnow
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    # wake-ups a commit could not publish, told again as ``resync`` when the bus is back
+    lost: LostWakeups = field(default_factory=LostWakeups)
     # settings as configured (defaults, file, environment) before the admin's overrides, which
     # services/server_settings.py applies to ``settings`` live; None: ``settings`` has none
     base_settings: Settings | None = None

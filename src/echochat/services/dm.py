@@ -339,6 +339,7 @@ class _Writer:
             await asyncio.sleep(0)  # the senders' `ok` replies go out before the events
             events: list[tuple[list[int], BaseModel | bytes]] = []
             receipts: set[tuple[int, int, str]] = set()  # one dm.receipt per kind and pair
+            lowest: dict[int, int] = {}  # per user, the lowest new message id
             for item, result in done:
                 if isinstance(result, DomainError):
                     continue
@@ -346,6 +347,10 @@ class _Writer:
                     if not result.duplicate and item.new is not None:
                         users = [item.new.sender_id, item.new.recipient_id]
                         events.append((users, result.frame))
+                        for user_id in users:
+                            lowest[user_id] = min(
+                                lowest.get(user_id, result.message.id), result.message.id
+                            )
                     continue
                 reader, peer = item.principal, result.peer
                 once = (reader.user_id, peer.id, item.kind)
@@ -363,7 +368,14 @@ class _Writer:
             try:
                 await notify.to_users_in_order(ctx, events)
             except Exception:
-                log.exception("could not publish after a commit; clients resync")
+                log.exception("could not publish after a commit; the users are told to resync")
+                for user_id in {user_id for users, _ in events for user_id in users}:
+                    first = lowest.get(user_id)
+                    ctx.lost.note(
+                        ctx.bus,
+                        notify.user_channel(user_id),
+                        cursor=None if first is None else first - 1,
+                    )
 
     async def _commit(
         self, session: dm_batch.WriterSession, batch: list[_Item]

@@ -283,10 +283,7 @@ class Writer:
                     if not result.duplicate:
                         fresh.append(result.message)
             await asyncio.sleep(0)  # the senders' `ok` replies go out before the events
-            try:
-                await _publish_in_order(ctx, fresh)
-            except Exception:
-                log.exception("could not publish room messages after a commit; clients resync")
+            await _publish_in_order(ctx, fresh)
 
     async def _commit(
         self, ctx: Context, batch: list[Send]
@@ -376,21 +373,27 @@ def _fresh(item: Send, message_id: int) -> RoomMessage:
 
 async def _publish_in_order(ctx: Context, fresh: list[RoomMessage]) -> None:
     """One publish per message on its room's channel; each room's in id order, rooms
-    concurrently (on Redis the round trips overlap)."""
+    concurrently (on Redis the round trips overlap). A room whose publish fails publishes
+    nothing more of this batch; its members are told to resync from just below the first
+    message not published (services/resync.py)."""
     by_room: dict[int, list[RoomMessage]] = {}
     for message in sorted(fresh, key=lambda m: m.id):
         by_room.setdefault(message.room, []).append(message)
 
     async def one(room_id: int, messages: list[RoomMessage]) -> None:
         for message in messages:
-            await roomcast.publish(ctx, room_id, RoomMessageEvent(data=message))
+            try:
+                await roomcast.publish(ctx, room_id, RoomMessageEvent(data=message))
+            except Exception:
+                log.exception(
+                    "could not publish room %s messages after a commit; members told to resync",
+                    room_id,
+                )
+                channel = roomcast.room_channel(room_id)
+                ctx.lost.note(ctx.bus, channel, rooms={room_id: message.id - 1})
+                return
 
-    results = await asyncio.gather(
-        *(one(r, ms) for r, ms in by_room.items()), return_exceptions=True
-    )
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+    await asyncio.gather(*(one(r, ms) for r, ms in by_room.items()))
 
 
 _writers: weakref.WeakKeyDictionary[Database, Writer] = weakref.WeakKeyDictionary()

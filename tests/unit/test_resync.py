@@ -1,0 +1,234 @@
+"""Lost wake-ups (docs/protocol.md, "Lost wake-ups"): the bus is at-most-once, so when
+events meant for a socket may be gone the server says so with ``resync`` and the client's
+``hello`` replays what was missed from the database.
+
+- The hub's bus subscription overflowed or reconnected (``reason: "bus"``): every socket of
+  the process is told, behind every frame it already has; sessions are re-checked at once.
+- A commit's publish failed (``reason: "publish"``): the users (DMs) or the room's members
+  are told once the bus takes it again, with cursors just below the first message missed,
+  which later messages may already have passed.
+
+The publish failures are injected in front of the real bus; everything else is real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import pytest
+
+from echochat.bus import Bus, BusUnavailable
+from echochat.store import sessions as session_store
+from tests.dmutil import Person, dm_event, person, send
+from tests.roommsgutil import add_member, make_room, room_event, say
+from tests.wsutil import Frame, MakeSettings, Server, Socket, open_socket, serve
+
+
+class FlakyBus:
+    """The app's real bus, with ``publish_many`` and ``publish`` failing while a test
+    says so for the payloads it picks (a Redis outage, as the writers see it)."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.failing: Callable[[bytes], bool] = lambda _: False
+        self.failed = 0
+        self._failure = asyncio.Event()
+        self.real_many = bus.publish_many
+        self.real_one = bus.publish
+
+    def install(self) -> None:
+        bus: Any = self.bus
+        bus.publish_many = self.publish_many
+        bus.publish = self.publish
+
+    def fail_when(self, *markers: bytes) -> None:
+        self.failing = lambda payload: any(marker in payload for marker in markers)
+
+    def heal(self) -> None:
+        self.failing = lambda _: False
+
+    def _check(self, payloads: Iterable[bytes]) -> None:
+        if any(self.failing(payload) for payload in payloads):
+            self.failed += 1
+            self._failure.set()
+            raise BusUnavailable("Redis bus at test: injected outage")
+
+    async def failures(self, count: int) -> None:
+        """Until ``count`` publishes have failed in all."""
+        async with asyncio.timeout(5):
+            while self.failed < count:
+                self._failure.clear()
+                await self._failure.wait()
+
+    async def publish_many(self, messages: list[tuple[str, bytes]]) -> None:
+        self._check(payload for _, payload in messages)
+        await self.real_many(messages)
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        self._check([payload])
+        await self.real_one(channel, payload)
+
+
+@pytest.fixture
+async def server(make_settings: MakeSettings) -> AsyncIterator[Server]:
+    async with serve(make_settings) as started:
+        yield started
+
+
+@pytest.fixture
+async def pair(server: Server) -> AsyncIterator[tuple[Person, Person]]:
+    alice = await person(server.http, server.url, "alice")
+    bob = await person(server.http, server.url, "bob")
+    yield alice, bob
+    await alice.aclose()
+    await bob.aclose()
+
+
+async def hello(sock: Socket, **data: Any) -> tuple[list[int], Frame]:
+    """The ``hello`` op: the ids of the ``dm.message`` events replayed before its ``ok``."""
+    ref = await sock.send_op("hello", data)
+    ids: list[int] = []
+    while True:
+        frame = await sock.recv()
+        if frame.get("op") == "ok" and frame.get("ref") == ref:
+            return ids, frame["data"]
+        if frame.get("type") == "dm.message":
+            ids.append(frame["data"]["id"])
+
+
+async def test_a_lost_bus_subscription_tells_every_socket_to_resync_behind_what_it_had(
+    server: Server, pair: tuple[Person, Person]
+) -> None:
+    alice, bob = pair
+    bob_1 = await open_socket(server.url, bob.user)
+    bob_2 = await open_socket(server.url, bob.user)
+    alice_sock = await open_socket(server.url, alice.user)
+    sent = (await send(alice_sock, "bob", await alice.seal("bob", "before the loss")))["message"]
+
+    sub = server.hub._sub
+    assert sub is not None
+    sub.signal_overflow()  # what the Redis bus does after its pub/sub connection came back
+
+    for sock in (bob_1, bob_2):
+        assert await dm_event(sock) == sent  # what it had comes first
+        event = await sock.event("resync")
+        assert event["data"] == {"reason": "bus", "cursor": None, "rooms": {}}
+        ids, reply = await hello(sock, cursor=sent["id"] - 1)
+        assert ids == [sent["id"]] and reply["more"] is False
+    assert (await alice_sock.event("resync"))["data"]["reason"] == "bus"
+    for sock in (bob_1, bob_2, alice_sock):
+        await sock.close()
+
+
+async def test_a_lost_bus_subscription_rechecks_the_sessions_at_once(
+    server: Server, pair: tuple[Person, Person]
+) -> None:
+    """A kick order may have been among the lost events: a session ended meanwhile is
+    closed now, not at the 30 s re-check."""
+    _, bob = pair
+    sock = await open_socket(server.url, bob.user)
+    (conn,) = server.hub.connections_of(bob.user.id)
+    # ended in the database only, as if its kick order had been lost with the bus
+    async with server.ctx.db.transaction() as db:
+        ended = await session_store.revoke_txn(
+            db, conn.principal.session_id, now=server.ctx.clock(), reason="test"
+        )
+    assert ended
+
+    assert server.hub._sub is not None
+    server.hub._sub.signal_overflow()
+    await sock.event("resync")
+    kicked = await sock.event("kicked")
+    assert kicked["data"]["reason"] == "session_revoked"
+    await sock.close()
+
+
+async def test_a_failed_dm_publish_is_told_again_with_a_cursor_below_the_missed_message(
+    server: Server, pair: tuple[Person, Person]
+) -> None:
+    alice, bob = pair
+    flaky = FlakyBus(server.ctx.bus)
+    flaky.install()
+    alice_sock = await open_socket(server.url, alice.user)
+    bob_sock = await open_socket(server.url, bob.user)
+    first = (await send(alice_sock, "bob", await alice.seal("bob", "warm-up")))["message"]
+    assert await dm_event(bob_sock) == first
+
+    # The publish after the commit fails, and so do the first tries to say so.
+    flaky.fail_when(b'"dm.message"', b'"resync"')
+    missed = (await send(alice_sock, "bob", await alice.seal("bob", "lost wake-up")))["message"]
+    await flaky.failures(2)  # the publish, and the first try to say so
+    # A later message gets through first: bob's cursor passes the missed one.
+    flaky.fail_when(b'"resync"')
+    later = (await send(alice_sock, "bob", await alice.seal("bob", "later")))["message"]
+    assert later["id"] > missed["id"]
+    assert await dm_event(bob_sock) == later
+    assert server.ctx.lost.pending == 2  # alice's channel and bob's, waiting for the bus
+
+    flaky.heal()  # the retry with backoff gets through now
+    for sock in (bob_sock, alice_sock):
+        event = await sock.event("resync")
+        assert event["data"] == {"reason": "publish", "cursor": missed["id"] - 1, "rooms": {}}
+    assert server.ctx.lost.pending == 0
+    ids, reply = await hello(bob_sock, cursor=missed["id"] - 1)
+    assert ids == [missed["id"], later["id"]] and reply["more"] is False
+    # not a frame of it left behind: the missed message came only through the replay
+    await bob_sock.assert_quiet()
+    for sock in (bob_sock, alice_sock):
+        await sock.close()
+
+
+async def test_a_failed_room_publish_is_told_again_to_the_members_with_the_rooms_cursor(
+    server: Server, pair: tuple[Person, Person]
+) -> None:
+    alice, bob = pair
+    room = await make_room(server.ctx, name="Lost and found")
+    for who in (alice, bob):
+        await add_member(server.ctx, room, who.user.id)
+    flaky = FlakyBus(server.ctx.bus)
+    flaky.install()
+    alice_sock = await open_socket(server.url, alice.user)
+    bob_sock = await open_socket(server.url, bob.user)
+
+    flaky.fail_when(b'"room.message"')
+    missed = (await say(alice_sock, room, "nobody heard this"))["message"]
+    flaky.heal()
+    later = (await say(alice_sock, room, "but this one"))["message"]
+    assert (await room_event(bob_sock))["id"] == later["id"]  # the first to reach bob
+    event = await bob_sock.event("resync")
+    assert event["data"] == {
+        "reason": "publish",
+        "cursor": None,
+        "rooms": {str(room): missed["id"] - 1},
+    }
+    assert (await alice_sock.event("resync"))["data"] == event["data"]
+    ref = await bob_sock.send_op("hello", {"rooms": {str(room): missed["id"] - 1}})
+    assert (await room_event(bob_sock, missed["id"]))["text"] == "nobody heard this"
+    assert (await room_event(bob_sock, later["id"]))["text"] == "but this one"
+    assert (await bob_sock.reply(ref))["data"]["rooms_replayed"] == 2
+    await alice_sock.close()
+    await bob_sock.close()
+
+
+async def test_pending_losses_merge_per_channel_and_stop_with_the_server(
+    make_settings: MakeSettings,
+) -> None:
+    """However long the bus stays away, one pending entry per channel (the lowest cursor
+    wins), and stopping the server gives up on them without hanging."""
+    async with serve(make_settings) as started:
+        lost = started.ctx.lost
+        flaky = FlakyBus(started.ctx.bus)
+        flaky.install()
+        flaky.fail_when(b'"resync"')
+        for cursor in (50, 20, 30):
+            lost.note(started.ctx.bus, "user:1", cursor=cursor)
+        lost.note(started.ctx.bus, "user:1", rooms={7: 9})
+        lost.note(started.ctx.bus, "room:7", rooms={7: 12})
+        lost.note(started.ctx.bus, "room:7", rooms={7: 4})
+        await flaky.failures(2)  # tried, and retried
+        assert lost.pending == 2
+        pending = {ch: (loss.cursor, loss.rooms) for ch, loss in lost._pending.items()}
+        assert pending == {"user:1": (20, {7: 9}), "room:7": (None, {7: 4})}
+    assert lost._task is None
