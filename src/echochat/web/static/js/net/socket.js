@@ -29,10 +29,18 @@
  *   the `room.message` events after each, and its `ok` gives the cursor of every room I am
  *   in (the newest id for a room not named); afterwards every `room.message` moves its
  *   room's cursor.
+ * - `resync` (docs/protocol.md): the server lost wake-ups for this socket. Reason "publish"
+ *   names cursors to resume from: the DM cursor and the cursors of the rooms I track only
+ *   go down to them (a socket without a DM cursor keeps none). Then the same `hello`
+ *   rounds as after a reconnect, on the open socket, and "resynced" is emitted: the place
+ *   to refresh what is never replayed, like after "ready", but with the socket's requests
+ *   still in flight (nothing is to be sent again). Never two replays at once: a `resync`
+ *   during one lowers the cursors after it and runs one more round (a single "resynced",
+ *   or none when the replay was a connection's first: its "ready" refreshes everything).
  *
  * Emits: "status" ({@link SocketStatus}), "ready" (hello data, after the replay),
- * "event" ({type, data}), one emit per event type ("presence", "buddy.request",
- * "dm.message", ...), "kicked", "unauthorized".
+ * "resynced" (resync data, after its replay), "event" ({type, data}), one emit per event
+ * type ("presence", "buddy.request", "dm.message", ...), "kicked", "unauthorized".
  */
 
 import { ApiError, refreshSession } from "./api.js";
@@ -87,6 +95,15 @@ export function backoffDelay(
   return Math.floor(random() * ceiling);
 }
 
+/**
+ * A message id or cursor as the server sends them.
+ * @param {unknown} value
+ * @returns {value is number}
+ */
+function isId(value) {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
 /** ws://host/ws for http://host, wss:// for https://. */
 export function socketUrl(origin = window.location.origin) {
   return `${origin.replace(/^http/, "ws")}/ws`;
@@ -123,6 +140,14 @@ export class Socket extends Emitter {
      * @type {Map<number, number>}
      */
     this.roomCursors = new Map();
+    /**
+     * What `resync` events asked to lower the cursors to, applied before the next `hello`
+     * round (not during one: its `ok` would move them up again).
+     * @type {{cursor: number | null, rooms: Map<number, number>} | null}
+     */
+    this.lowerTo = null;
+    /** A `resync` came during the replay: one more round after it. */
+    this.again = false;
     this.refresh = options.refresh ?? refreshSession;
     /** @type {WebSocket | null} */
     this.ws = null;
@@ -271,7 +296,7 @@ export class Socket extends Emitter {
     }
     if (frame.type === "dm.message" && !this.replaying) {
       const id = frame.data?.id;
-      if (typeof id === "number" && Number.isSafeInteger(id) && id > (this.cursor ?? 0)) {
+      if (isId(id) && id > (this.cursor ?? 0)) {
         this.cursor = id;
       }
     }
@@ -280,6 +305,8 @@ export class Socket extends Emitter {
     }
     if (frame.type === "hello") {
       this.onHello(ws, frame.data ?? {});
+    } else if (frame.type === "resync") {
+      this.onResync(ws, frame.data ?? {});
     } else if (frame.type === "kicked") {
       this.stop();
       this.emit("kicked", frame.data ?? {});
@@ -298,16 +325,7 @@ export class Socket extends Emitter {
     if (typeof hello.heartbeat === "number" && hello.heartbeat > 0) {
       this.heartbeat = hello.heartbeat;
     }
-    this.replaying = true;
-    try {
-      await this.resume(ws);
-    } catch {
-      this.abandon(ws);
-      return;
-    } finally {
-      this.replaying = false;
-    }
-    if (ws !== this.ws) {
+    if (!(await this.replay(ws))) {
       return;
     }
     this.ready = true;
@@ -317,6 +335,76 @@ export class Socket extends Emitter {
     this.setStatus("online", null);
     this.schedulePing(ws);
     this.emit("ready", hello);
+  }
+
+  /**
+   * The server lost wake-ups for this socket: lower the cursors as it says and replay.
+   * @param {WebSocket} ws
+   * @param {any} data `{reason, cursor, rooms}`
+   */
+  async onResync(ws, data) {
+    const lower = this.lowerTo ?? { cursor: null, rooms: new Map() };
+    if (isId(data.cursor)) {
+      lower.cursor = Math.min(lower.cursor ?? data.cursor, data.cursor);
+    }
+    for (const [key, cursor] of Object.entries(data.rooms ?? {})) {
+      const room = Number(key);
+      if (isId(room) && isId(cursor)) {
+        lower.rooms.set(room, Math.min(lower.rooms.get(room) ?? cursor, cursor));
+      }
+    }
+    this.lowerTo = lower;
+    if (this.replaying) {
+      this.again = true; // after the rounds running now
+      return;
+    }
+    if (!this.ready) {
+      return; // not greeted yet: the greeting's replay starts from the lowered cursors
+    }
+    if (await this.replay(ws)) {
+      this.emit("resynced", data);
+    }
+  }
+
+  /**
+   * `resume`, once more after each `resync` that came meanwhile; the cursors move only with
+   * the `ok` replies throughout. A failed replay gives up on the connection.
+   * @param {WebSocket} ws
+   * @returns {Promise<boolean>} whether `ws` is still the connection
+   */
+  async replay(ws) {
+    this.replaying = true;
+    try {
+      do {
+        this.again = false;
+        this.lowerCursors();
+        await this.resume(ws);
+      } while (this.again && ws === this.ws);
+    } catch {
+      this.abandon(ws);
+      return false;
+    } finally {
+      this.replaying = false;
+    }
+    return ws === this.ws;
+  }
+
+  /** Apply what `resync` asked: cursors only go down, and only those I have. */
+  lowerCursors() {
+    const lower = this.lowerTo;
+    this.lowerTo = null;
+    if (!lower) {
+      return;
+    }
+    if (lower.cursor !== null && this.cursor !== null) {
+      this.cursor = Math.min(this.cursor, lower.cursor);
+    }
+    for (const [room, cursor] of lower.rooms) {
+      const own = this.roomCursors.get(room);
+      if (own !== undefined) {
+        this.roomCursors.set(room, Math.min(own, cursor));
+      }
+    }
   }
 
   /**
@@ -355,7 +443,7 @@ export class Socket extends Emitter {
         }
         throw error;
       }
-      if (typeof reply.cursor === "number" && Number.isSafeInteger(reply.cursor)) {
+      if (isId(reply.cursor)) {
         this.cursor = Math.max(this.cursor ?? 0, reply.cursor);
       }
       if (reply.rooms && typeof reply.rooms === "object") {
@@ -378,13 +466,7 @@ export class Socket extends Emitter {
    * @param {unknown} id
    */
   moveRoomCursor(room, id) {
-    if (
-      typeof room === "number" &&
-      Number.isSafeInteger(room) &&
-      typeof id === "number" &&
-      Number.isSafeInteger(id) &&
-      id > (this.roomCursors.get(room) ?? 0)
-    ) {
+    if (isId(room) && isId(id) && id > (this.roomCursors.get(room) ?? 0)) {
       this.roomCursors.set(room, id);
     }
   }

@@ -19,7 +19,7 @@
  * - Watermarks: the peer's delivered/read marks give my messages their ticks; my own read
  *   mark (from any of my tabs: `dm.receipt`) clears the unread count.
  * - Counts: `offline.summary` at connect, then `GET /conversations` after every connect
- *   (receipts are not replayed), then live messages.
+ *   and resync (receipts are not replayed), then live messages.
  *
  * Emits: "change" ({peer}) when a transcript or its marks change, "counts" (no data) when
  * unread counts change, "incoming" ({peer, entry}) for a peer's new live message once
@@ -193,7 +193,8 @@ export class Conversations extends Emitter {
         this.emit("buzz", { peer: data.username });
       }
     });
-    socket.on("ready", () => this.onReady());
+    socket.on("ready", () => this.onReady(true));
+    socket.on("resynced", () => this.onReady(false));
     keys?.on("state", (data) => {
       if (data?.unlocked) {
         this.openLocked();
@@ -603,8 +604,12 @@ export class Conversations extends Emitter {
     }
   }
 
-  /** After every (re)connect: counts and marks again, then the sends that were waiting. */
-  async onReady() {
+  /**
+   * After every (re)connect: counts and marks again, then the sends that were waiting. After
+   * a resync (the same socket, its sends still in flight) the counts and marks only.
+   * @param {boolean} reconnected
+   */
+  async onReady(reconnected) {
     for (const conv of this.convs.values()) {
       this.setTyping(conv, false);
     }
@@ -614,7 +619,7 @@ export class Conversations extends Emitter {
         // Marks are not replayed; the newest page brings them (and any ack left to send).
         this.loadNewest(conv.peer);
       }
-      for (const entry of [...conv.pending]) {
+      for (const entry of reconnected ? [...conv.pending] : []) {
         if (entry.send === "sending" && entry.envelope) {
           this.transmit(conv, entry);
         }

@@ -462,7 +462,8 @@ export class KeySession extends Emitter {
 
   /**
    * Listen to a page socket (net/socket.js): `keys.changed` events, and after a reconnect
-   * (events may have been missed) every cached directory is fetched again when next used.
+   * or a resync (events may have been missed) every cached directory is fetched again when
+   * next used.
    * @param {{on: (type: string, listener: (data: any) => void) => () => void}} socket
    */
   attach(socket) {
@@ -472,6 +473,7 @@ export class KeySession extends Emitter {
       }
     });
     socket.on("ready", () => this.invalidate());
+    socket.on("resynced", () => this.invalidate());
   }
 
   // --- sealing and opening ---------------------------------------------------------------------

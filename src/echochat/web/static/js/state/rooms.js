@@ -9,8 +9,9 @@
  *   `room.invite` events keep it live.
  * - Messages: live `room.message` events, the replay after a reconnect (net/socket.js
  *   sends a cursor per room in `hello`) and history pages are merged by id, so a message
- *   is one line however often it comes. After a reconnect the open rooms also fetch what
- *   came after their newest line, so nothing is missing even for a room joined meanwhile.
+ *   is one line however often it comes. After a reconnect or a resync the open rooms also
+ *   fetch what came after their newest line, so nothing is missing even for a room joined
+ *   meanwhile.
  * - Sending, sealing and opening in encrypted groups: state/roomsend.js (a line appears
  *   at once; the same client id goes again after a reconnect, never doubling a message).
  * - Reading: {@link Rooms#markRead} when the view says the user sees the room
@@ -152,7 +153,8 @@ export class Rooms extends Emitter {
     socket.on("room.update", (data) => this.onUpdate(data));
     socket.on("room.invite", (data) => this.onInvite(data));
     socket.on("room.read", (data) => this.onRead(data));
-    socket.on("ready", () => this.onReady());
+    socket.on("ready", () => this.onReady(true));
+    socket.on("resynced", () => this.onReady(false));
     /** Sending, sealing and opening (encrypted groups). */
     this.sender = new RoomSender(this);
     keys?.on("state", (data) => {
@@ -521,8 +523,12 @@ export class Rooms extends Emitter {
     }
   }
 
-  /** After every (re)connect: the list again, gaps filled, then the sends that waited. */
-  async onReady() {
+  /**
+   * After every (re)connect: the list again, gaps filled, then the sends that waited. After
+   * a resync (the same socket, its sends still in flight) the list and the gaps only.
+   * @param {boolean} reconnected
+   */
+  async onReady(reconnected) {
     for (const lines of this.logs.values()) {
       if (lines.typing.size) {
         lines.typing.clear();
@@ -547,7 +553,7 @@ export class Rooms extends Emitter {
         this.fillGap(lines.room);
         this.loadMembers(lines.room);
       }
-      for (const line of [...lines.pending]) {
+      for (const line of reconnected ? [...lines.pending] : []) {
         if (line.send === "sending") {
           this.sender.transmit(lines.room, line);
         }

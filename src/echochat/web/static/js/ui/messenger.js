@@ -6,8 +6,9 @@
  * API) and the socket. Also here: my own presence (chosen state, status text, idleness),
  * the sign-in/out sounds and the kicked/unauthorized endings.
  *
- * On every (re)connect the list is fetched again, since presence and buddy events are not
- * replayed; events that arrive while the fetch runs are applied after it.
+ * On every (re)connect and resync the list is fetched again, since presence and buddy events
+ * are not replayed; events that arrive while the fetch runs are applied after it. My own
+ * presence is restored on a reconnect only (on a resync the server still has it).
  *
  * Private messages: state/conversations.js keeps the transcripts (from the socket, the
  * history API and the key session `keys`), ui/pms.js shows them in the PM windows and the
@@ -307,6 +308,7 @@ export function startMessenger({ socket, me, idleMs, keys = null }) {
     resync();
     syncMine();
   });
+  socket.on("resynced", () => resync());
   socket.on("kicked", (data) => {
     if (data.reason === "logged_out") {
       // Signed out here (the sign-out button navigates itself) or in another tab.
