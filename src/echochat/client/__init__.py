@@ -23,6 +23,7 @@ from echochat.client._events import (
     KickedEvent,
     OfflineSummaryEvent,
     PresenceEvent,
+    ResyncEvent,
     TypingEvent,
 )
 from echochat.client._realtime import RealtimeConnection
@@ -109,6 +110,7 @@ __all__ = [
     "PresenceState",
     "RateLimitedError",
     "RealtimeConnection",
+    "ResyncEvent",
     "Session",
     "TypingEvent",
     "UndecryptableMessage",

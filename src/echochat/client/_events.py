@@ -51,8 +51,10 @@ __all__ = [
     "KickedEvent",
     "OfflineSummaryEvent",
     "PresenceEvent",
+    "ResyncEvent",
     "TypingEvent",
     "parse_event",
+    "room_cursors",
 ]
 
 log = logging.getLogger("echochat.client")
@@ -185,6 +187,30 @@ class KeysChangedEvent(Event):
     device_id: str | None
 
 
+@dataclass(frozen=True)
+class ResyncEvent(Event):
+    """The server may have lost events meant for this socket: its bus lost some (``reason``
+    ``bus``) or a commit's wake-up could not be published (``publish``; ``cursor`` and
+    ``rooms``, room id -> cursor, say where the loss began). The connection handles it by
+    itself: it lowers its cursors to these and resumes with ``hello`` as after a reconnect,
+    each message id still handed on once. Refresh what is never replayed (presence, the
+    buddy list, receipts, offline counts), as after a :class:`HelloEvent`."""
+
+    reason: str
+    cursor: int | None
+    rooms: Mapping[int, int]
+
+
+def room_cursors(raw: Mapping[Any, Any]) -> dict[int, int]:
+    """``{"<room id>": cursor}`` from the wire as ``{room id: cursor}``; malformed entries
+    are left out."""
+    return {
+        int(key): value
+        for key, value in raw.items()
+        if str(key).isdigit() and isinstance(value, int) and not isinstance(value, bool)
+    }
+
+
 def _hello(t: str, raw: Mapping[str, Any], d: _Body) -> Event:
     return HelloEvent(
         t,
@@ -259,6 +285,17 @@ def _keys_changed(t: str, raw: Mapping[str, Any], d: _Body) -> Event:
     )
 
 
+def _resync(t: str, raw: Mapping[str, Any], d: _Body) -> Event:
+    rooms = d.opt_obj("rooms")
+    return ResyncEvent(
+        t,
+        raw,
+        reason=d.text("reason"),
+        cursor=d.opt_integer("cursor"),
+        rooms=room_cursors(rooms.raw()) if rooms is not None else {},
+    )
+
+
 _PARSERS: dict[str, Callable[[str, Mapping[str, Any], _Body], Event]] = {
     "hello": _hello,
     "presence": _presence,
@@ -271,6 +308,7 @@ _PARSERS: dict[str, Callable[[str, Mapping[str, Any], _Body], Event]] = {
     "offline.summary": _offline_summary,
     "buzz": _buzz,
     "keys.changed": _keys_changed,
+    "resync": _resync,
 }
 
 

@@ -12,6 +12,10 @@ with ``Authorization: Bearer`` (a fresh token from the client each time it conne
   ``hello`` on every reconnect; the server then replays the messages missed meanwhile, in
   pages (``more``), and the connection hands each message id on exactly once
   (docs/protocol.md, "Resuming");
+- resumes the same way, on the open socket, after a ``resync`` event (the server lost
+  events meant for it): first lowering its cursors to the ones the event names, then one
+  replay round at a time, those that arrive during a round coalescing into one more
+  (docs/protocol.md, "Lost wake-ups");
 - reconnects when the socket drops, after an exponential backoff with jitter, sends
   ``hello`` again and restores the presence set through :meth:`set_presence`. It does not
   reconnect after a ``kicked`` event, a close with code 1008 (policy), or a refused upgrade
@@ -30,7 +34,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -40,7 +44,15 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from echochat.client._events import DmMessageEvent, Event, HelloEvent, KickedEvent, parse_event
+from echochat.client._events import (
+    DmMessageEvent,
+    Event,
+    HelloEvent,
+    KickedEvent,
+    ResyncEvent,
+    parse_event,
+    room_cursors,
+)
 from echochat.client.errors import (
     AuthError,
     ConnectionLostError,
@@ -61,7 +73,7 @@ from echochat.client.models import (
     parse_presence,
 )
 
-__all__ = ["RealtimeConnection", "backoff_delay", "websocket_url"]
+__all__ = ["RealtimeConnection", "backoff_delay", "lowered", "websocket_url"]
 
 log = logging.getLogger("echochat.client")
 
@@ -96,6 +108,23 @@ def backoff_delay(
     half) so that many clients dropped at once do not come back in step."""
     ceiling = min(maximum, initial * 2 ** min(attempt - 1, 30))
     return (rand or random).uniform(ceiling / 2, ceiling)
+
+
+def lowered(own: int | None, given: int | None, origin: int | None) -> int | None:
+    """A cursor after a ``resync`` naming ``given``: ``min(own, given)``, but never below
+    ``origin``, where the connection started (the ids up to it were the caller's before it
+    opened, so they are not handed on again). No cursor stays none, and so does no
+    ``given``."""
+    if own is None or given is None:
+        return own
+    return min(own, given if origin is None else max(given, origin))
+
+
+def _least(own: int | None, given: int) -> int:
+    return given if own is None else min(own, given)
+
+
+Ask = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # sends one hello, its reply
 
 
 class _NotSent(ConnectionLostError):
@@ -182,6 +211,16 @@ class RealtimeConnection:
         self._room_seen: set[int] = set()
         self._room_seen_order: deque[int] = deque()
         self._room_held: dict[int, Event] = {}
+        # Lost wake-ups (a ``resync`` event): where the cursors started (never lowered below
+        # that), the lowering still to apply when the next replay round starts (a page that
+        # ends meanwhile moves the cursors up again), whether a round is wanted, and the
+        # lock that keeps replay rounds one at a time (track_rooms and resync rounds).
+        self._origin = cursor
+        self._room_origin: dict[int, int] = {}
+        self._lower_to: int | None = None
+        self._lower_rooms: dict[int, int] = {}
+        self._resync_wanted = asyncio.Event()
+        self._replay_lock = asyncio.Lock()
 
     # --- public state -----------------------------------------------------------------------
 
@@ -214,8 +253,8 @@ class RealtimeConnection:
     @property
     def cursor(self) -> int | None:
         """The resume cursor: the highest direct-message id this connection handed on (or
-        the server's newest id at the first ``hello``). Keep it to resume in a later process:
-        ``client.connect(cursor=...)``."""
+        the server's newest id at the first ``hello``; a ``resync`` lowers it until its replay
+        catches up). Keep it to resume in a later process: ``client.connect(cursor=...)``."""
         return self._cursor
 
     @property
@@ -414,22 +453,17 @@ class RealtimeConnection:
         ``room.message`` id on once, in order per room. Returns the cursors of all the
         user's rooms."""
         self._rooms = dict(self._rooms or {}) | dict(cursors or {})
-        while True:
-            data: dict[str, Any] = {"rooms": {str(r): c for r, c in self._rooms.items()}}
-            if self._cursor is not None:
-                data["cursor"] = self._cursor
-                self._floor = self._cursor
-            self._room_floor = dict(self._rooms)
-            self._replaying = True
+        for room, cursor in (cursors or {}).items():
+            self._room_origin.setdefault(room, cursor)
+        async with self._replay_lock:
             try:
-                reply = await self.request("hello", data, timeout=timeout)
+                await self._replay(lambda data: self.request("hello", data, timeout=timeout))
             except BaseException:
                 self._replaying = False  # hold nothing for a reply that will not come
                 for mid in sorted(self._room_held):
                     self._queue.put_nowait(self._room_held.pop(mid))
                 raise
-            if reply.get("more") is not True:
-                return dict(self._rooms or {})
+        return dict(self._rooms or {})
 
     def _room_resumed(self, reply: Mapping[str, Any]) -> None:
         """The room part of a ``hello`` reply: where each room stands (a room left out is
@@ -437,10 +471,9 @@ class RealtimeConnection:
         rooms = reply.get("rooms")
         if self._rooms is None or not isinstance(rooms, Mapping):
             return
-        now: dict[int, int] = {}
-        for key, value in rooms.items():
-            if str(key).isdigit() and isinstance(value, int) and not isinstance(value, bool):
-                now[int(key)] = max(value, self._rooms.get(int(key), 0))
+        now = {r: max(c, self._rooms.get(r, 0)) for r, c in room_cursors(rooms).items()}
+        for known, cursor in now.items():
+            self._room_origin.setdefault(known, cursor)
         self._rooms = now
         for mid in sorted(self._room_held):
             room = self._room_held[mid].data.get("room")
@@ -606,6 +639,8 @@ class RealtimeConnection:
         cursor = reply.get("cursor")
         if isinstance(cursor, int) and not isinstance(cursor, bool):
             self._cursor = cursor if self._cursor is None else max(self._cursor, cursor)
+            if self._origin is None:
+                self._origin = self._cursor
         replayed = reply.get("replayed")
         if isinstance(replayed, int) and not isinstance(replayed, bool):
             self._replayed_total += replayed
@@ -661,7 +696,52 @@ class RealtimeConnection:
             self._hello = event
         if isinstance(event, KickedEvent):
             self._kicked = event
+        if event.type == "resync":  # a malformed one still resumes, from our own cursors
+            self._resync(event if isinstance(event, ResyncEvent) else None)
         self._queue.put_nowait(event)
+
+    def _resync(self, event: ResyncEvent | None) -> None:
+        """A ``resync`` event, read in frame order (so the cursors are where the loss
+        began): lower the cursors to the ones it names (only tracked rooms) and ask for a
+        replay round; the socket's resync task runs it without blocking this reader."""
+        if event is not None:
+            if event.cursor is not None:
+                self._lower_to = _least(self._lower_to, event.cursor)
+            for room, cursor in event.rooms.items():
+                if self._rooms is not None and room in self._rooms:
+                    self._lower_rooms[room] = _least(self._lower_rooms.get(room), cursor)
+        self._lower()
+        self._resync_wanted.set()
+
+    def _lower(self) -> None:
+        """Apply the lowering the ``resync`` events asked for (it stays due until a round
+        starts: a replay page ending meanwhile moves the cursors up again)."""
+        self._cursor = lowered(self._cursor, self._lower_to, self._origin)
+        if self._rooms is not None:
+            for room, cursor in self._lower_rooms.items():
+                lowest = lowered(self._rooms.get(room), cursor, self._room_origin.get(room))
+                if lowest is not None:
+                    self._rooms[room] = lowest
+
+    async def _resyncs(self, ws: ClientConnection) -> None:
+        """The socket's resync task (from the end of its greeting): one replay round per
+        wish, never two at once (resyncs during a round ask for one more). If a round
+        fails, the socket is dropped: the reconnect resumes from the same cursors."""
+        while True:
+            await self._resync_wanted.wait()
+            async with self._replay_lock:
+                if not self._resync_wanted.is_set():  # a track_rooms round covered it
+                    continue
+                try:
+                    await self._replay(
+                        lambda data: self._exchange(ws, "hello", data, timeout=self._open_timeout)
+                    )
+                except ConnectionLostError:
+                    return  # the socket closed: the reconnect resumes
+                except (TimeoutError, EchoChatError) as exc:
+                    log.warning("resuming after resync failed (%s); reconnecting", exc)
+                    ws.transport.abort()
+                    return
 
     async def _heartbeat(self, ws: ClientConnection) -> None:
         """Ping every heartbeat period; a ping unanswered for a whole period kills the
@@ -679,13 +759,17 @@ class RealtimeConnection:
                 ws.transport.abort()
                 return
 
-    async def _greet(self, ws: ClientConnection, *, restore: bool) -> None:
-        """``hello`` with the cursor, page after page while the server says ``more``."""
-        hello: dict[str, Any] = {}
-        if self._device_id is not None:
-            hello["device_id"] = self._device_id
+    async def _replay(self, ask: Ask) -> None:
+        """One resume round: ``hello`` with the cursors (lowered first, if a ``resync``
+        asked), page after page while the server says ``more``. It covers every resync
+        read before it starts."""
+        self._lower()
+        self._lower_to, self._lower_rooms = None, {}
+        self._resync_wanted.clear()
         while True:
-            data = dict(hello)
+            data: dict[str, Any] = {}
+            if self._device_id is not None:
+                data["device_id"] = self._device_id
             if self._cursor is not None:
                 data["cursor"] = self._cursor
                 self._floor = self._cursor
@@ -694,9 +778,15 @@ class RealtimeConnection:
                 data["rooms"] = {str(r): c for r, c in self._rooms.items()}
                 self._room_floor = dict(self._rooms)
                 self._replaying = True
-            reply = await self._exchange(ws, "hello", data, timeout=self._open_timeout)
+            reply = await ask(data)
             if reply.get("more") is not True:
-                break
+                return
+
+    async def _greet(self, ws: ClientConnection, *, restore: bool) -> None:
+        """Resume (:meth:`_replay`) on a new socket, then restore the presence chosen."""
+        await self._replay(
+            lambda data: self._exchange(ws, "hello", data, timeout=self._open_timeout)
+        )
         if restore and self._presence:
             await self._exchange(ws, "presence.set", self._presence, timeout=self._open_timeout)
 
@@ -705,6 +795,7 @@ class RealtimeConnection:
         self._ws = ws
         reader = asyncio.create_task(self._read(ws), name="echochat-realtime-reader")
         heartbeat: asyncio.Task[None] | None = None
+        resyncs: asyncio.Task[None] | None = None
         try:
             try:
                 await self._greet(ws, restore=restore)
@@ -718,10 +809,11 @@ class RealtimeConnection:
             else:
                 self._ready.set()
                 heartbeat = asyncio.create_task(self._heartbeat(ws), name="echochat-heartbeat")
+                resyncs = asyncio.create_task(self._resyncs(ws), name="echochat-resync")
             await reader
         finally:
             self._ready.clear()
-            for task in (reader, heartbeat):
+            for task in (reader, heartbeat, resyncs):
                 if task is not None and not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):

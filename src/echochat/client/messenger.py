@@ -9,9 +9,9 @@ this device's keys, publishes the device, keeps the realtime connection, and
   repeated with the same envelope, so the server keeps it once;
 - **receives**: :meth:`Messenger.messages` yields the incoming messages *decrypted and
   verified* (:class:`DirectMessage`), each id once (the connection resumes from its cursor
-  after a drop; a messenger started without a cursor fetches the messages that reached none
-  of the user's devices when ``offline.summary`` announces them), and acknowledges them as
-  delivered; :meth:`Messenger.mark_read` says they were read;
+  after a drop or a ``resync``; a messenger started without a cursor fetches the messages
+  that reached none of the user's devices when ``offline.summary`` announces them), and
+  acknowledges them as delivered; :meth:`Messenger.mark_read` says they were read;
 - **reads history**, decrypted (:meth:`Messenger.history`).
 
 Key directories are fetched again when the server says a user's keys changed
