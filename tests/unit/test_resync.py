@@ -18,12 +18,25 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import pytest
+from sqlalchemy import insert
 
 from echochat.bus import Bus, BusUnavailable
+from echochat.services import resync
 from echochat.store import sessions as session_store
+from echochat.store.tables import room_members
 from tests.dmutil import Person, dm_event, person, send
 from tests.roommsgutil import add_member, make_room, room_event, say
-from tests.wsutil import Frame, MakeSettings, Server, Socket, open_socket, serve
+from tests.wsutil import (
+    API,
+    Frame,
+    MakeSettings,
+    Server,
+    Socket,
+    befriend,
+    expect_error,
+    open_socket,
+    serve,
+)
 
 
 class FlakyBus:
@@ -35,6 +48,7 @@ class FlakyBus:
         self.failing: Callable[[bytes], bool] = lambda _: False
         self.failed = 0
         self._failure = asyncio.Event()
+        self.published: list[tuple[str, bytes]] = []  # what publish_many got through
         self.real_many = bus.publish_many
         self.real_one = bus.publish
 
@@ -65,10 +79,18 @@ class FlakyBus:
     async def publish_many(self, messages: list[tuple[str, bytes]]) -> None:
         self._check(payload for _, payload in messages)
         await self.real_many(messages)
+        self.published += messages
 
     async def publish(self, channel: str, payload: bytes) -> None:
         self._check([payload])
         await self.real_one(channel, payload)
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries every 20 ms at most: a test's waits never race the backoff's growth."""
+    monkeypatch.setattr(resync, "FIRST_DELAY", 0.01)
+    monkeypatch.setattr(resync, "MAX_DELAY", 0.02)
 
 
 @pytest.fixture
@@ -232,3 +254,77 @@ async def test_pending_losses_merge_per_channel_and_stop_with_the_server(
         pending = {ch: (loss.cursor, loss.rooms) for ch, loss in lost._pending.items()}
         assert pending == {"user:1": (20, {7: 9}), "room:7": (None, {7: 4})}
     assert lost._task is None
+
+
+async def test_stopping_makes_one_last_try_for_what_is_pending(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bus came back while the retry sleeps: the server stopping does not wait for the
+    next retry, nor give up before one last try (other processes' sockets need it)."""
+    monkeypatch.setattr(resync, "MAX_DELAY", 60.0)
+    monkeypatch.setattr(resync, "FIRST_DELAY", 60.0)
+    async with serve(make_settings) as started:
+        flaky = FlakyBus(started.ctx.bus)
+        flaky.install()
+        flaky.fail_when(b'"resync"')
+        started.ctx.lost.note(started.ctx.bus, "user:1", cursor=41)
+        await flaky.failures(1)  # now asleep for a minute
+        flaky.heal()
+    assert [channel for channel, _ in flaky.published] == ["user:1"]
+    assert b'"cursor":41' in flaky.published[0][1]
+    assert started.ctx.lost.pending == 0
+
+
+async def test_a_bus_outage_answers_unavailable_never_a_500(
+    server: Server, pair: tuple[Person, Person]
+) -> None:
+    """A request or op whose publish fails says so (503 / ``unavailable``, safe to repeat);
+    the socket stays open."""
+    alice, bob = pair
+    await befriend(server.http, alice.user, bob.user)
+    flaky = FlakyBus(server.ctx.bus)
+    flaky.install()
+    flaky.fail_when(b'"buddy.groups"', b'"typing"')
+    made = await server.http.post(
+        f"{API}/buddies/groups", json={"name": "Work"}, headers=alice.headers
+    )
+    error = expect_error(made, 503, "unavailable")
+    assert "try again" in error["message"]
+    assert made.headers["retry-after"] == "5"
+    sock = await open_socket(server.url, alice.user)
+    refused = await sock.error("typing", {"to": bob.name, "active": True})
+    assert refused["code"] == "unavailable"
+    flaky.heal()
+    assert (await sock.call("ping", {})) is not None  # the socket carries on
+    await sock.close()
+
+
+async def test_a_membership_order_lost_with_the_bus_is_repaired_and_told(
+    server: Server, pair: tuple[Person, Person]
+) -> None:
+    """Bob joined a room, but the order telling his process was lost: the re-check after
+    the loss finds the room, subscribes its channel, and tells bob's sockets to resync a
+    second time (what the room said until then was never routed to them); from then on
+    the room's messages reach him live."""
+    alice, bob = pair
+    room = await make_room(server.ctx, name="Found again")
+    await add_member(server.ctx, room, alice.user.id)
+    bob_sock = await open_socket(server.url, bob.user)
+    alice_sock = await open_socket(server.url, alice.user)
+    async with server.ctx.db.transaction() as db:  # joined, with no order on the bus
+        await db.execute(
+            insert(room_members).values(
+                room_id=room, user_id=bob.user.id, role="member", first_message_id=0
+            )
+        )
+    assert room not in server.hub.rooms_here(bob.user.id)
+
+    assert server.hub._sub is not None
+    server.hub._sub.signal_overflow()
+    await bob_sock.event("resync")  # the loss
+    await bob_sock.event("resync")  # the room index repaired
+    assert room in server.hub.rooms_here(bob.user.id)
+    said = (await say(alice_sock, room, "now you hear me"))["message"]
+    assert (await room_event(bob_sock, said["id"]))["text"] == "now you hear me"
+    for sock in (bob_sock, alice_sock):
+        await sock.close()

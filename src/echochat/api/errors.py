@@ -17,9 +17,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from echochat.api.responses import JSON
+from echochat.bus import BusUnavailable
 from echochat.domain.errors import DomainError, RateLimited
 
-__all__ = ["UnexpectedErrorMiddleware", "error_body", "install_error_handlers"]
+__all__ = ["BUS_DOWN", "UnexpectedErrorMiddleware", "error_body", "install_error_handlers"]
 
 log = logging.getLogger("echochat.api")
 
@@ -116,7 +117,18 @@ class UnexpectedErrorMiddleware:
             await _internal_error(scope["method"], scope["path"])(scope, receive, send)
 
 
+# What a client is told when Redis (the bus) cannot be reached: what it asked may or may not
+# have been done (a publish after a commit); every operation is safe to repeat.
+BUS_DOWN = "the server cannot reach its message bus right now; try again in a moment"
+
+
+async def _bus_unavailable(request: Request, exc: Exception) -> JSON:
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return JSON(error_body("unavailable", BUS_DOWN), status_code=503, headers={"Retry-After": "5"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(BusUnavailable, _bus_unavailable)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

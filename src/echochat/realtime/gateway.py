@@ -21,8 +21,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from echochat.api.cookies import read_access_cookie
 from echochat.api.deps import bearer_token
-from echochat.api.errors import error_body
+from echochat.api.errors import BUS_DOWN, error_body
 from echochat.api.responses import JSON
+from echochat.bus import BusUnavailable
 from echochat.domain.errors import (
     DomainError,
     Forbidden,
@@ -383,6 +384,10 @@ async def _next_frame(
         conn.send(_error(ref, exc.code, exc.message))
     except WebSocketDisconnect:
         return False
+    except BusUnavailable as exc:
+        log.warning("op %s: %s", frame.op, exc)
+        conn.send(_error(ref, "unavailable", BUS_DOWN))
+        return True
     except Exception:
         log.exception("op failed user=%s", conn.principal.username)
         conn.send(_error(ref, "internal", "unexpected server error"))

@@ -231,6 +231,7 @@ class Hub:
         self._sub: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._recheck: asyncio.Task[None] | None = None
+        self._recheck_again = False
         self._lock = asyncio.Lock()
         # rooms: local members per room, rooms per local user (only users in some room),
         # and the membership orders seen while a load from the database is under way
@@ -317,19 +318,21 @@ class Hub:
 
     # --- the room index ----------------------------------------------------------------------
 
-    async def load_rooms(self, user_ids: list[int]) -> None:
+    async def load_rooms(self, user_ids: list[int]) -> set[int]:
         """Set the rooms of these local users from the database. Membership orders that
-        arrive during the read are applied again on top of it (the read may predate them)."""
+        arrive during the read are applied again on top of it (the read may predate them).
+        Returns the users who gained a room this process did not route to them."""
         recorder: dict[int, list[tuple[int, bool]]] = {u: [] for u in user_ids}
         self._recorders.append(recorder)
         try:
             found = await roomcast.rooms_of_users(self.ctx, user_ids)
         except Exception:
             log.exception("could not load the rooms of %d user(s); retrying later", len(user_ids))
-            return
+            return set()
         finally:
             self._recorders.remove(recorder)
         wanted: set[int] = set()
+        gained: set[int] = set()
         for user_id in user_ids:
             if user_id not in self._by_user:
                 continue  # gone meanwhile
@@ -339,7 +342,8 @@ class Hub:
                     rooms.add(room_id)
                 else:
                     rooms.discard(room_id)
-            self._set_rooms(user_id, rooms)
+            if self._set_rooms(user_id, rooms):
+                gained.add(user_id)
             wanted |= rooms
         # a new socket says hello only once its rooms' channels are subscribed (not
         # cancelled with the caller: other sockets may need them)
@@ -351,11 +355,13 @@ class Hub:
         ]
         if pending:
             await asyncio.wait(pending, timeout=10)
+        return gained
 
-    def _set_rooms(self, user_id: int, rooms: set[int]) -> None:
+    def _set_rooms(self, user_id: int, rooms: set[int]) -> bool:
+        """Whether the user gained a room."""
         before = self._user_rooms.get(user_id, set())
         if rooms == before:
-            return
+            return False
         for room_id in before - rooms:
             members = self._room_users.get(room_id)
             if members is not None:
@@ -374,6 +380,7 @@ class Hub:
             self._user_rooms[user_id] = set(rooms)
         else:
             self._user_rooms.pop(user_id, None)
+        return bool(rooms - before)
 
     def _membership(self, user_id: int, room_id: int, joined: bool) -> None:
         """A membership order from the bus (services/roomcast.py)."""
@@ -503,21 +510,27 @@ class Hub:
         client's cursors are exactly where the loss began and its ``hello`` replays what was
         lost (docs/protocol.md, "Lost wake-ups"). A membership or kick order may be gone
         too: the room index and the sessions are re-checked at once, not in 30 s."""
-        sockets = self.count
-        log.warning("bus events may have been lost; telling %d sockets to resync", sockets)
-        frame = notify.event_frame(ResyncEvent(data=ResyncData(reason="bus"))).decode()
-        wire = text_frame(frame)
-        for conns in list(self._by_user.values()):
-            for conn in conns:
-                conn.send_shared(frame, wire)
+        log.warning("bus events may have been lost; telling %d sockets to resync", self.count)
+        self._tell_resync(list(self._by_user))
+        self._recheck_again = True
         if self._recheck is None or self._recheck.done():
             self._recheck = asyncio.create_task(self._recheck_now(), name="hub-recheck")
 
+    def _tell_resync(self, user_ids: list[int]) -> None:
+        """``resync`` (reason ``bus``) to every socket of these users here."""
+        frame = notify.event_frame(ResyncEvent(data=ResyncData(reason="bus"))).decode()
+        wire = text_frame(frame)
+        for user_id in user_ids:
+            for conn in self._by_user.get(user_id, ()):
+                conn.send_shared(frame, wire)
+
     async def _recheck_now(self) -> None:
-        try:
-            await self._recheck_sessions()
-        except Exception:
-            log.exception("re-check after lost bus events failed; the keeper retries in 30 s")
+        while self._recheck_again:  # once more for a loss during the re-check
+            self._recheck_again = False
+            try:
+                await self._recheck_sessions()
+            except Exception:
+                log.exception("re-check after lost bus events failed; the keeper retries in 30 s")
 
     def close_silent(self, before: float) -> int:
         """Close every socket whose client sent nothing since ``before`` (monotonic time);
@@ -565,7 +578,12 @@ class Hub:
         for conns in list(self._by_user.values()):
             for conn in conns:
                 by_session[conn.principal.session_id].append(conn)
-        await self.load_rooms(list(self._by_user))
+        gained = await self.load_rooms(list(self._by_user))
+        if gained:
+            # A membership order was lost: these users' sockets missed what their new rooms
+            # said until now (the channel is subscribed by now: load_rooms waited for it).
+            log.warning("room index repaired for %d users; telling them to resync", len(gained))
+            self._tell_resync(sorted(gained))
         dead = await accounts.inactive_sessions(self.ctx, list(by_session))
         for session_id in dead:
             frame = notify.event_frame(

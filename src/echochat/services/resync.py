@@ -34,6 +34,7 @@ log = logging.getLogger("echochat.resync")
 
 FIRST_DELAY = 0.05  # seconds before the first retry; doubles up to MAX_DELAY
 MAX_DELAY = 5.0
+LAST_TRY = 1.0  # seconds for one last publish of what is pending, at shutdown
 
 
 @dataclass
@@ -66,6 +67,7 @@ class LostWakeups:
     def __init__(self) -> None:
         self._pending: dict[str, _Loss] = {}
         self._task: asyncio.Task[None] | None = None
+        self._bus: Bus | None = None
         self._closed = False
 
     @property
@@ -85,19 +87,31 @@ class LostWakeups:
         what follows ``rooms[room]``; tell them (now, or when the bus is back)."""
         if self._closed:
             return
+        self._bus = bus
         self._pending.setdefault(channel, _Loss()).merge(cursor, rooms or {})
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(bus), name="lost-wakeups")
 
+    def _restore(self, batch: dict[str, _Loss]) -> None:
+        """Put back what a publish did not take, merged with what came meanwhile."""
+        for channel, loss in batch.items():
+            self._pending.setdefault(channel, _Loss()).merge(loss.cursor, loss.rooms)
+
+    async def _publish(self, bus: Bus) -> None:
+        batch, self._pending = self._pending, {}
+        try:
+            await bus.publish_many([(ch, loss.payload()) for ch, loss in batch.items()])
+        except BaseException:
+            self._restore(batch)
+            raise
+
     async def _run(self, bus: Bus) -> None:
         delay = FIRST_DELAY
         while self._pending:
-            batch, self._pending = self._pending, {}
+            told = len(self._pending)
             try:
-                await bus.publish_many([(ch, loss.payload()) for ch, loss in batch.items()])
+                await self._publish(bus)
             except Exception as exc:
-                for channel, loss in batch.items():  # merged with what came meanwhile
-                    self._pending.setdefault(channel, _Loss()).merge(loss.cursor, loss.rooms)
                 log.warning(
                     "could not publish resync to %d channels (retrying in %.2f s): %s",
                     len(self._pending),
@@ -107,16 +121,21 @@ class LostWakeups:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_DELAY)
                 continue
-            log.info("resync published to %d channels after a failed publish", len(batch))
+            log.info("resync published to %d channels after a failed publish", told)
             delay = FIRST_DELAY
 
     async def close(self) -> None:
-        """At shutdown: stop retrying (the clients resume from their cursors on reconnect)."""
+        """At shutdown: stop retrying, after one last try (bounded) for what is pending (the
+        bus may be back while the retry sleeps; other processes' sockets need it)."""
         self._closed = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._pending and self._bus is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(LAST_TRY):
+                    await self._publish(self._bus)
         if self._pending:
             log.warning("stopping with %d channels not told to resync", len(self._pending))

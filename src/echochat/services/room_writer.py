@@ -283,7 +283,10 @@ class Writer:
                     if not result.duplicate:
                         fresh.append(result.message)
             await asyncio.sleep(0)  # the senders' `ok` replies go out before the events
-            await _publish_in_order(ctx, fresh)
+            try:
+                await _publish_in_order(ctx, fresh)  # a failed publish is handled per room
+            except Exception:  # a bug: the writer must go on for the sends queued behind
+                log.exception("could not publish room messages after a commit")
 
     async def _commit(
         self, ctx: Context, batch: list[Send]
