@@ -174,6 +174,9 @@ def create_app(
     app.state.hub = hub
     app.state.metrics = metrics.Metrics()
     app.state.metrics.sockets.set_function(lambda: hub.count)
+    app.state.metrics.watch_losses(
+        lambda: hub.losses, lambda: ctx.lost.noted, lambda: ctx.lost.pending
+    )
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router)

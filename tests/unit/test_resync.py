@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 from sqlalchemy import insert
 
 from echochat.bus import Bus, BusUnavailable
@@ -108,6 +109,11 @@ async def pair(server: Server) -> AsyncIterator[tuple[Person, Person]]:
     await bob.aclose()
 
 
+def scrape(server: Server) -> str:
+    """The process's /metrics text."""
+    return generate_latest(server.app.state.metrics.registry).decode()
+
+
 async def hello(sock: Socket, **data: Any) -> tuple[list[int], Frame]:
     """The ``hello`` op: the ids of the ``dm.message`` events replayed before its ``ok``."""
     ref = await sock.send_op("hello", data)
@@ -140,6 +146,7 @@ async def test_a_lost_bus_subscription_tells_every_socket_to_resync_behind_what_
         ids, reply = await hello(sock, cursor=sent["id"] - 1)
         assert ids == [sent["id"]] and reply["more"] is False
     assert (await alice_sock.event("resync"))["data"]["reason"] == "bus"
+    assert "echochat_bus_losses_total 1.0" in scrape(server)
     for sock in (bob_1, bob_2, alice_sock):
         await sock.close()
 
@@ -188,6 +195,8 @@ async def test_a_failed_dm_publish_is_told_again_with_a_cursor_below_the_missed_
     assert later["id"] > missed["id"]
     assert await dm_event(bob_sock) == later
     assert server.ctx.lost.pending == 2  # alice's channel and bob's, waiting for the bus
+    assert "echochat_resync_pending 2.0" in scrape(server)
+    assert "echochat_publish_losses_total 2.0" in scrape(server)
 
     flaky.heal()  # the retry with backoff gets through now
     for sock in (bob_sock, alice_sock):

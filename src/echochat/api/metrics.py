@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from echochat.api.deps import Ctx, bearer_token, current_principal
@@ -47,6 +50,38 @@ class Metrics:
         )
         self.sockets = Gauge(
             "echochat_ws_connections", "Open WebSocket connections", registry=self.registry
+        )
+
+    def watch_losses(
+        self, bus: Callable[[], int], publish: Callable[[], int], pending: Callable[[], int]
+    ) -> None:
+        """Lost wake-ups (docs/protocol.md): read from the hub and the LostWakeups at each
+        scrape."""
+        self.registry.register(_Losses(bus, publish, pending))
+
+
+class _Losses(Collector):
+    def __init__(
+        self, bus: Callable[[], int], publish: Callable[[], int], pending: Callable[[], int]
+    ) -> None:
+        self.bus, self.publish, self.pending = bus, publish, pending
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(
+            "echochat_bus_losses",
+            "Times this process's bus subscription lost events (overflow or Redis reconnect); "
+            "each sent resync to every local socket",
+            value=self.bus(),
+        )
+        yield CounterMetricFamily(
+            "echochat_publish_losses",
+            "Channels whose wake-up failed to publish after a commit (told resync later)",
+            value=self.publish(),
+        )
+        yield GaugeMetricFamily(
+            "echochat_resync_pending",
+            "Channels still waiting for their resync (the bus refuses it)",
+            value=self.pending(),
         )
 
 

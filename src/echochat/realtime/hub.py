@@ -232,6 +232,7 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._recheck: asyncio.Task[None] | None = None
         self._recheck_again = False
+        self.losses = 0  # times the bus subscription lost events (for /metrics)
         self._lock = asyncio.Lock()
         # rooms: local members per room, rooms per local user (only users in some room),
         # and the membership orders seen while a load from the database is under way
@@ -510,6 +511,7 @@ class Hub:
         client's cursors are exactly where the loss began and its ``hello`` replays what was
         lost (docs/protocol.md, "Lost wake-ups"). A membership or kick order may be gone
         too: the room index and the sessions are re-checked at once, not in 30 s."""
+        self.losses += 1
         log.warning("bus events may have been lost; telling %d sockets to resync", self.count)
         self._tell_resync(list(self._by_user))
         self._recheck_again = True

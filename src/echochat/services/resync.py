@@ -69,6 +69,7 @@ class LostWakeups:
         self._task: asyncio.Task[None] | None = None
         self._bus: Bus | None = None
         self._closed = False
+        self.noted = 0  # losses handed here, in all (for /metrics)
 
     @property
     def pending(self) -> int:
@@ -88,6 +89,7 @@ class LostWakeups:
         if self._closed:
             return
         self._bus = bus
+        self.noted += 1
         self._pending.setdefault(channel, _Loss()).merge(cursor, rooms or {})
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(bus), name="lost-wakeups")
