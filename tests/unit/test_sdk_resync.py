@@ -8,12 +8,14 @@ Redis bus does after a reconnect). Everything else is the server's own code path
 
 Every wait is for an event, under a timeout. Where a test shows that something did *not*
 arrive (a duplicate, one more replay round), it sends a later marker message down the same
-path and checks what came before it.
+path and checks what came before it. The random wait before a ``bus`` resync's round is
+none here (``RESYNC_JITTER`` 0), except where a test holds it (:class:`Pause`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
@@ -22,19 +24,42 @@ import pytest
 from fastapi import FastAPI
 
 from echochat.bus import Bus
-from echochat.client import Event, RealtimeConnection, ResyncEvent
-from echochat.client._realtime import Ask, lowered
+from echochat.client import Event, RealtimeConnection, ResyncEvent, _realtime
+from echochat.client._realtime import RESYNC_JITTER, Ask, lowered, resync_delay
 from echochat.config import ResolvedSettings
 from echochat.realtime.hub import Hub
 from echochat.services import dm as dm_service
 from tests.conftest import free_port
 from tests.roommsgutil import add_member, make_room
-from tests.unit.test_sdk_dm import Inbox, _NoTokens, inbox, signed_in
+from tests.unit.test_sdk_dm import Inbox, _dm, _NoTokens, inbox, signed_in
 from tests.unit.test_sdk_realtime import WAIT, LiveApp
 from tests.unit.test_sdk_rooms import member, text_is
 from tests.wsutil import MakeSettings, Server, serve
 
 RETRY_WAIT = 15.0  # the server retries a failed resync publish with a backoff (<= 5 s)
+
+
+@pytest.fixture(autouse=True)
+def no_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resume at once after a ``bus`` resync (tests that check the wait hold it instead)."""
+    monkeypatch.setattr(_realtime, "RESYNC_JITTER", 0.0)
+
+
+class Pause:
+    """The wait before a ``bus`` resync's round, held: ``delays`` drawn, ``reached`` when
+    one began, which ends when ``gate`` opens (as if the delay ran out then)."""
+
+    def __init__(self, rt: RealtimeConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.delays: list[float] = []
+        self.reached = asyncio.Event()
+        self.gate = asyncio.Event()
+        monkeypatch.setattr(_realtime, "RESYNC_JITTER", RESYNC_JITTER)
+        monkeypatch.setattr(rt, "_resync_pause", self.pause)
+
+    async def pause(self, delay: float) -> None:
+        self.delays.append(delay)
+        self.reached.set()
+        await self.gate.wait()
 
 
 @pytest.fixture
@@ -122,6 +147,31 @@ async def resync_count(box: Inbox, n: int, timeout: float = WAIT) -> ResyncEvent
     return resyncs(box)[n - 1]
 
 
+class Told:
+    """The ``resync`` events ``rt``'s reader took (in frame order, before they are handed
+    on: that waits for their round to start)."""
+
+    def __init__(self, rt: RealtimeConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.events: list[ResyncEvent | None] = []
+        self._changed = asyncio.Condition()
+        self._real = rt._resync
+        monkeypatch.setattr(rt, "_resync", self.resync)
+
+    def resync(self, event: ResyncEvent | None) -> None:
+        self._real(event)
+        self.events.append(event)
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def count(self, n: int, timeout: float = WAIT) -> ResyncEvent | None:
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(self.events) >= n)
+        return self.events[n - 1]
+
+
 def hub_of(live: LiveApp) -> Hub:
     hub = served(live).state.hub
     assert isinstance(hub, Hub)
@@ -155,6 +205,7 @@ async def test_a_failed_publish_is_resumed_from_the_lowered_cursor_once(
     live: LiveApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice, bob, flaky, rounds = await pair(live, monkeypatch)
+    pause = Pause(bob.messenger.connection, monkeypatch)
     try:
         # m1's wake-up is lost and the server cannot tell anyone yet; m2 arrives live, so
         # bob's cursor moves past m1
@@ -178,6 +229,7 @@ async def test_a_failed_publish_is_resumed_from_the_lowered_cursor_once(
         assert received(bob) == [m2.id, m1.id, m3.id]  # each once; m2 not again
         assert bob.messenger.cursor == m3.id
         assert rounds.most == 1
+        assert pause.delays == []  # a publish resync (a few users) resumes at once
     finally:
         await alice.close()
         await bob.close()
@@ -210,6 +262,209 @@ async def test_a_bus_resync_resumes_from_the_own_cursor(
         await bob.text("marker")
         assert received(bob) == [before.id, lost.id, marker.id]
         assert rounds.started == started + 1 and rounds.most == 1
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_a_bus_resync_waits_then_resumes_from_the_cursors_it_found(
+    live: LiveApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob, flaky, rounds = await pair(live, monkeypatch)
+    pause = Pause(bob.messenger.connection, monkeypatch)
+    told = Told(bob.messenger.connection, monkeypatch)
+    try:
+        before = await alice.messenger.send("bob", "before")
+        await bob.text("before")
+        flaky.lose_dm = 1
+        lost = await alice.messenger.send("bob", "lost")
+        hellos, started = len(rounds.hellos), rounds.started
+
+        # the resync: bob draws its wait (0 .. 3 s); no round begins, and the event is not
+        # handed on yet (a caller refetches on it: not all of a process's sockets at once)
+        overflow(live)
+        await told.count(1)
+        async with asyncio.timeout(WAIT):
+            await pause.reached.wait()
+        [delay] = pause.delays
+        assert 0.0 <= delay <= RESYNC_JITTER == 3.0
+        assert rounds.started == started
+
+        # meanwhile a live message moves the cursor past the lost one
+        during = await alice.messenger.send("bob", "during")
+        await bob.text("during")
+        assert bob.messenger.cursor == during.id
+        assert rounds.started == started and resyncs(bob) == []
+
+        pause.gate.set()  # the wait is over: the round asks from where bob stood at resync
+        event = await resync_count(bob, 1)
+        assert (event.reason, event.cursor, dict(event.rooms)) == ("bus", None, {})
+        one = await bob.text("lost")
+        assert bob.items.index(event) < bob.items.index(one)
+        assert rounds.hellos[hellos]["cursor"] == before.id
+        marker = await alice.messenger.send("bob", "marker")
+        await bob.text("marker")
+        assert received(bob) == [before.id, during.id, lost.id, marker.id]
+        assert rounds.started == started + 1 and pause.delays == [delay]
+        assert bob.messenger.cursor == marker.id
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+class AllRounds:
+    """The replay rounds of every connection (patched on the class): the ``hello`` data
+    each of ``who``'s rounds sent, and an event per round of theirs that ended."""
+
+    def __init__(self, who: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.who = who
+        self.hellos: list[dict[str, Any]] = []
+        self.ended = 0
+        self._changed = asyncio.Condition()
+        real = RealtimeConnection._replay
+        rounds = self
+
+        async def replay(rt: RealtimeConnection, ask: Ask) -> None:
+            if rt._hello is None or rt._hello.username != rounds.who:
+                return await real(rt, ask)
+
+            async def watched(data: dict[str, Any]) -> dict[str, Any]:
+                rounds.hellos.append(dict(data))
+                return await ask(data)
+
+            try:
+                await real(rt, watched)
+            finally:
+                async with rounds._changed:
+                    rounds.ended += 1
+                    rounds._changed.notify_all()
+
+        monkeypatch.setattr(RealtimeConnection, "_replay", replay)
+
+    async def wait_ended(self, n: int) -> None:
+        async with asyncio.timeout(WAIT), self._changed:
+            await self._changed.wait_for(lambda: self.ended >= n)
+
+
+async def test_a_publish_resync_before_the_first_hello_reply_lowers_nothing(
+    live: LiveApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection without a cursor, in its first ``hello``, gets a ``publish`` resync
+    naming a cursor: it has none to lower, and after the reply it replays no history."""
+    alice_c, bob_c = await signed_in(live, "alice"), await signed_in(live, "bob")
+    alice = await inbox(alice_c)
+    flaky = FlakyBus(served(live).state.ctx.bus, monkeypatch)
+    held = HeldReplay("bob", monkeypatch)
+    rounds = AllRounds("bob", monkeypatch)
+    found: list[int | None] = []
+    resynced = asyncio.Event()
+    real = RealtimeConnection._resync
+
+    def watched(rt: RealtimeConnection, event: ResyncEvent | None) -> None:
+        if rt._hello is not None and rt._hello.username == "bob":
+            found.append(rt.cursor)
+            resynced.set()
+        real(rt, event)
+
+    monkeypatch.setattr(RealtimeConnection, "_resync", watched)
+    held.armed = True
+    starting = asyncio.create_task(inbox(bob_c))
+    bob: Inbox | None = None
+    try:
+        async with asyncio.timeout(WAIT):
+            await held.reached.wait()  # bob's first hello (no cursor) waits on the server
+        flaky.fail_dm, flaky.hold_resync = 1, True
+        one = await alice.messenger.send("bob", "one")
+        flaky.hold_resync = False
+        async with asyncio.timeout(RETRY_WAIT):
+            await resynced.wait()
+        assert found == [None]  # it came before the reply: bob had no cursor
+
+        held.gate.set()
+        async with asyncio.timeout(WAIT):
+            bob = await starting
+        await rounds.wait_ended(2)  # the greeting, then the resync's round
+        start = rounds.hellos[0]
+        assert "cursor" not in start
+        assert rounds.hellos[1]["cursor"] >= one.id  # not lowered to one.id - 1
+        [event] = resyncs(bob)
+        assert (event.reason, event.cursor) == ("publish", one.id - 1)
+
+        marker = await alice.messenger.send("bob", "marker")
+        await bob.text("marker")
+        assert received(bob) == [marker.id]  # "one" is history: not replayed as if live
+        assert bob.messenger.connection.replayed == 0
+        assert rounds.ended == 2
+    finally:
+        if bob is None:
+            starting.cancel()
+            with contextlib.suppress(BaseException):
+                bob = await starting
+        await alice.close()
+        if bob is not None:
+            await bob.close()
+
+
+class Broken:
+    """The next replay round of ``rt`` fails with a bug (not a network error) once ``gate``
+    opens, while it replays (its ``hello`` is never sent); ``reached`` when it began. Also
+    ``dm_read``: set when the reader took a ``dm.message`` frame."""
+
+    def __init__(self, rt: RealtimeConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.armed = True
+        self.reached = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.dm_read = asyncio.Event()
+        self._replay = rt._replay
+        self._accept = rt._accept
+        monkeypatch.setattr(rt, "_replay", self.replay)
+        monkeypatch.setattr(rt, "_accept", self.accept)
+
+    async def replay(self, ask: Ask) -> None:
+        if not self.armed:
+            return await self._replay(ask)
+        self.armed = False
+
+        async def broken(data: dict[str, Any]) -> dict[str, Any]:
+            self.reached.set()
+            await self.gate.wait()
+            raise RuntimeError("a bug in the round (test)")
+
+        return await self._replay(broken)
+
+    def accept(self, raw: str | bytes) -> None:
+        self._accept(raw)
+        if '"dm.message"' in (raw if isinstance(raw, str) else raw.decode()):
+            self.dm_read.set()
+
+
+async def test_a_bug_in_a_resync_round_drops_the_socket_and_the_reconnect_resumes(
+    live: LiveApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob, _, rounds = await pair(live, monkeypatch)
+    rt = bob.messenger.connection
+    try:
+        first = await alice.messenger.send("bob", "first")
+        await bob.text("first")
+        broken = Broken(rt, monkeypatch)
+        reconnects = rt.reconnects
+
+        overflow(live)
+        async with asyncio.timeout(WAIT):
+            await broken.reached.wait()  # the round replays: live messages are held
+        broken.dm_read.clear()
+        live_one = await alice.messenger.send("bob", "live")
+        async with asyncio.timeout(WAIT):
+            await broken.dm_read.wait()
+        assert received(bob) == [first.id]
+
+        broken.gate.set()  # the bug: the socket is dropped, the reconnect hands "live" on
+        await bob.text("live")
+        assert rt.reconnects == reconnects + 1
+        marker = await alice.messenger.send("bob", "marker")
+        await bob.text("marker")
+        assert received(bob) == [first.id, live_one.id, marker.id]
+        assert rt.cursor == marker.id and rounds.most == 1
     finally:
         await alice.close()
         await bob.close()
@@ -295,6 +550,7 @@ async def test_resyncs_during_a_replay_coalesce_into_one_more_round(
 ) -> None:
     alice, bob, flaky, rounds = await pair(live, monkeypatch)
     held = HeldReplay("bob", monkeypatch)
+    told = Told(bob.messenger.connection, monkeypatch)
     try:
         first = await alice.messenger.send("bob", "first")
         await bob.text("first")
@@ -317,16 +573,19 @@ async def test_resyncs_during_a_replay_coalesce_into_one_more_round(
         assert rounds.hellos[hellos]["cursor"] == b.id
 
         # while the page is on its way: the resync about a (from below the page's start),
-        # and another bus loss; the reader takes them, no second round begins
+        # and another bus loss; the reader takes them, no second round begins (and they
+        # are handed on as the next one starts)
         flaky.hold_resync = False
-        event = await resync_count(bob, 2, RETRY_WAIT)
-        assert (event.reason, event.cursor) == ("publish", a.id - 1)
+        event = await told.count(2, RETRY_WAIT)
+        assert event is not None and (event.reason, event.cursor) == ("publish", a.id - 1)
         overflow(live)
-        await resync_count(bob, 3)
-        assert rounds.started == started + 1
+        await told.count(3)
+        assert rounds.started == started + 1 and len(resyncs(bob)) == 1
 
         held.gate.set()  # the page (c) ends the round; one more round, from a's cursor
-        await bob.text("a")
+        got = await bob.text("a")
+        assert resyncs(bob) == told.events
+        assert bob.items.index(resyncs(bob)[2]) < bob.items.index(got)
         marker = await alice.messenger.send("bob", "marker")
         await bob.text("marker")
         assert received(bob) == [first.id, b.id, c.id, a.id, marker.id]
@@ -355,6 +614,31 @@ def _queued(rt: RealtimeConnection) -> list[Event]:
     return items
 
 
+class _Draws:
+    """A ``random.Random`` stand-in: what ``uniform`` was asked, answering ``value``."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+        self.asked: list[tuple[float, float]] = []
+
+    def uniform(self, low: float, high: float) -> float:
+        self.asked.append((low, high))
+        return self.value
+
+
+def test_the_wait_before_a_resync_round() -> None:
+    assert RESYNC_JITTER == 3.0
+    draws = _Draws(1.25)
+    rand = cast(Any, draws)
+    assert resync_delay("bus", RESYNC_JITTER, rand) == 1.25
+    assert resync_delay("something new", RESYNC_JITTER, rand) == 1.25
+    assert resync_delay(None, RESYNC_JITTER, rand) == 1.25  # a malformed one
+    assert draws.asked == [(0.0, 3.0)] * 3
+    assert resync_delay("publish", RESYNC_JITTER, rand) == 0.0
+    assert resync_delay("bus", 0.0, rand) == 0.0
+    assert len(draws.asked) == 3
+
+
 def test_a_resync_lowers_the_cursors_it_names_and_never_invents_one() -> None:
     assert lowered(None, 5, None) is None
     assert lowered(20, None, 10) == 20
@@ -365,7 +649,9 @@ def test_a_resync_lowers_the_cursors_it_names_and_never_invents_one() -> None:
     fresh._accept(_frame({"reason": "publish", "cursor": 5, "rooms": {}}))
     fresh._accept(_frame({"reason": "bus", "cursor": None, "rooms": {}}))
     assert fresh.cursor is None and fresh.room_cursors is None
-    assert [type(e) for e in _queued(fresh)] == [ResyncEvent, ResyncEvent]
+    assert fresh._lower_to is None  # resolved as it came: no cursor held, nothing to lower
+    assert _queued(fresh) == []  # handed on as their round starts
+    assert [type(e) for e in fresh._resync_events] == [ResyncEvent, ResyncEvent]
     assert fresh._resync_wanted.is_set()
 
     rt = RealtimeConnection(_NoTokens(), "ws://127.0.0.1:1/ws", cursor=10)
@@ -378,13 +664,25 @@ def test_a_resync_lowers_the_cursors_it_names_and_never_invents_one() -> None:
     assert rt.room_cursors == {1: 40, 2: 60}  # room 1 not below its start; 3 not tracked
     rt._accept(_frame({"reason": "bus"}))
     assert rt.cursor == 25
-    event = _queued(rt)[0]
+    event = rt._resync_events[0]
     assert isinstance(event, ResyncEvent)
     assert (event.reason, event.cursor, dict(event.rooms)) == ("publish", 25, {1: 45, 3: 7})
+
+    # bus: the lowering is the cursors held as it came; live messages before the round
+    # move them on, and the round starts from where they were
+    bus = RealtimeConnection(_NoTokens(), "ws://127.0.0.1:1/ws", cursor=10)
+    bus._rooms, bus._room_origin = {1: 50}, {1: 40}
+    bus._resumed({"cursor": 30, "more": False})
+    bus._accept(_frame({"reason": "bus", "cursor": None, "rooms": {}}))
+    bus._accept(_dm(35))
+    bus._rooms[1] = 55
+    assert bus.cursor == 35
+    bus._lower()
+    assert bus.cursor == 30 and bus.room_cursors == {1: 50}
 
     # a malformed resync is passed on untyped, and still resumes (from the own cursors)
     odd = RealtimeConnection(_NoTokens(), "ws://127.0.0.1:1/ws", cursor=10)
     odd._accept(_frame({"reason": 1}))
-    [untyped] = _queued(odd)
+    [untyped] = odd._resync_events
     assert type(untyped) is Event and untyped.type == "resync"
     assert odd._resync_wanted.is_set() and odd.cursor == 10

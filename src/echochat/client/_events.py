@@ -192,9 +192,11 @@ class ResyncEvent(Event):
     """The server may have lost events meant for this socket: its bus lost some (``reason``
     ``bus``) or a commit's wake-up could not be published (``publish``; ``cursor`` and
     ``rooms``, room id -> cursor, say where the loss began). The connection handles it by
-    itself: it lowers its cursors to these and resumes with ``hello`` as after a reconnect,
-    each message id still handed on once. Refresh what is never replayed (presence, the
-    buddy list, receipts, offline counts), as after a :class:`HelloEvent`."""
+    itself: it lowers the cursors it holds to these and resumes with ``hello`` as after a
+    reconnect, each message id still handed on once (after a random wait of up to
+    ``RESYNC_JITTER`` seconds for ``bus``; the event is handed on when that wait is over).
+    Refresh then what is never replayed (presence, the buddy list, receipts, offline
+    counts), as after a :class:`HelloEvent`."""
 
     reason: str
     cursor: int | None

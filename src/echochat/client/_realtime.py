@@ -13,9 +13,10 @@ with ``Authorization: Bearer`` (a fresh token from the client each time it conne
   pages (``more``), and the connection hands each message id on exactly once
   (docs/protocol.md, "Resuming");
 - resumes the same way, on the open socket, after a ``resync`` event (the server lost
-  events meant for it): first lowering its cursors to the ones the event names, then one
-  replay round at a time, those that arrive during a round coalescing into one more
-  (docs/protocol.md, "Lost wake-ups");
+  events meant for it): recording at once where to resume from (the cursors the event
+  names, or for ``bus`` the cursors held), waiting a random 0 .. ``RESYNC_JITTER`` seconds
+  for ``bus`` (every socket of the process got it), then one replay round at a time, those
+  that arrive during a round coalescing into one more (docs/protocol.md, "Lost wake-ups");
 - reconnects when the socket drops, after an exponential backoff with jitter, sends
   ``hello`` again and restores the presence set through :meth:`set_presence`. It does not
   reconnect after a ``kicked`` event, a close with code 1008 (policy), or a refused upgrade
@@ -73,7 +74,14 @@ from echochat.client.models import (
     parse_presence,
 )
 
-__all__ = ["RealtimeConnection", "backoff_delay", "lowered", "websocket_url"]
+__all__ = [
+    "RESYNC_JITTER",
+    "RealtimeConnection",
+    "backoff_delay",
+    "lowered",
+    "resync_delay",
+    "websocket_url",
+]
 
 log = logging.getLogger("echochat.client")
 
@@ -81,6 +89,10 @@ CLOSE_POLICY: Final = 1008
 SEEN_IDS: Final = 8192  # message ids remembered for de-duplication beyond the cursor
 SEND_ATTEMPTS: Final = 5  # dm.send tries across reconnects (idempotent by client_id)
 _END: Final = object()  # the end-of-stream marker in the event queue
+# A ``bus`` resync reaches every socket of a process at once (when it is overloaded): each
+# connection waits a uniform 0 .. RESYNC_JITTER seconds before its replay round, so that they
+# do not all come back in step. A ``publish`` resync (a few users) does not wait.
+RESYNC_JITTER: Final = 3.0
 
 
 class TokenSource(Protocol):
@@ -118,6 +130,15 @@ def lowered(own: int | None, given: int | None, origin: int | None) -> int | Non
     if own is None or given is None:
         return own
     return min(own, given if origin is None else max(given, origin))
+
+
+def resync_delay(reason: str | None, jitter: float, rand: random.Random | None = None) -> float:
+    """Seconds to wait before the replay round a ``resync`` asks for: none for ``publish``
+    (it names a few users), a uniform draw from 0 .. ``jitter`` otherwise (``bus``, or a
+    reason this SDK does not know: every socket of a process may have got it at once)."""
+    if reason == "publish" or jitter <= 0:
+        return 0.0
+    return (rand or random).uniform(0.0, jitter)
 
 
 def _least(own: int | None, given: int) -> int:
@@ -163,6 +184,7 @@ class RealtimeConnection:
         user_agent: str | None = None,
         compression: bool = True,
         cursor: int | None = None,
+        resync_jitter: float | None = None,
     ) -> None:
         self._tokens = tokens
         self._url = url
@@ -214,13 +236,19 @@ class RealtimeConnection:
         # Lost wake-ups (a ``resync`` event): where the cursors started (never lowered below
         # that), the lowering still to apply when the next replay round starts (a page that
         # ends meanwhile moves the cursors up again), whether a round is wanted, and the
-        # lock that keeps replay rounds one at a time (track_rooms and resync rounds).
+        # lock that keeps replay rounds one at a time (track_rooms and resync rounds); the
+        # wait before a wanted round (drawn by the resync that asked for it) and whether the
+        # resync task is past its wait (resyncs then ask for one more round, at once).
         self._origin = cursor
         self._room_origin: dict[int, int] = {}
         self._lower_to: int | None = None
         self._lower_rooms: dict[int, int] = {}
         self._resync_wanted = asyncio.Event()
         self._replay_lock = asyncio.Lock()
+        self._resync_jitter = resync_jitter  # None: RESYNC_JITTER
+        self._resync_delay = 0.0
+        self._resyncing = False
+        self._resync_events: list[Event] = []  # handed on when their round's wait is over
 
     # --- public state -----------------------------------------------------------------------
 
@@ -698,19 +726,37 @@ class RealtimeConnection:
             self._kicked = event
         if event.type == "resync":  # a malformed one still resumes, from our own cursors
             self._resync(event if isinstance(event, ResyncEvent) else None)
+            self._resync_events.append(event)  # handed on as its round starts
+            return
         self._queue.put_nowait(event)
 
     def _resync(self, event: ResyncEvent | None) -> None:
         """A ``resync`` event, read in frame order (so the cursors are where the loss
-        began): lower the cursors to the ones it names (only tracked rooms) and ask for a
-        replay round; the socket's resync task runs it without blocking this reader."""
-        if event is not None:
-            if event.cursor is not None:
-                self._lower_to = _least(self._lower_to, event.cursor)
-            for room, cursor in event.rooms.items():
-                if self._rooms is not None and room in self._rooms:
-                    self._lower_rooms[room] = _least(self._lower_rooms.get(room), cursor)
+        began): record the lowering at once, resolved against the cursors held now, and ask
+        for a replay round; the socket's resync task runs it without blocking this reader.
+
+        ``publish`` names the cursors: the DM cursor goes to at most ``cursor`` if there is
+        one now, and each room whose cursor is held now to at most its given one (no cursor
+        held: nothing to lower; a cursor got later starts after the loss). Anything else
+        (``bus``, or malformed) resumes from the cursors held now: that is the lowering,
+        since live events during the wait before the round (:func:`resync_delay`) move them
+        up. The lowering is applied again when the round starts; lowest wins."""
+        rooms = self._rooms or {}
+        if event is not None and event.reason == "publish":
+            dm: int | None = event.cursor
+            named: Mapping[int, int] = event.rooms
+        else:
+            dm, named = self._cursor, rooms
+        if dm is not None and self._cursor is not None:
+            self._lower_to = _least(self._lower_to, min(dm, self._cursor))
+        for room, cursor in named.items():
+            own = rooms.get(room)
+            if own is not None:
+                self._lower_rooms[room] = _least(self._lower_rooms.get(room), min(cursor, own))
         self._lower()
+        if not self._resync_wanted.is_set() and not self._resyncing:
+            jitter = RESYNC_JITTER if self._resync_jitter is None else self._resync_jitter
+            self._resync_delay = resync_delay(event.reason if event else None, jitter)
         self._resync_wanted.set()
 
     def _lower(self) -> None:
@@ -725,23 +771,48 @@ class RealtimeConnection:
 
     async def _resyncs(self, ws: ClientConnection) -> None:
         """The socket's resync task (from the end of its greeting): one replay round per
-        wish, never two at once (resyncs during a round ask for one more). If a round
-        fails, the socket is dropped: the reconnect resumes from the same cursors."""
-        while True:
-            await self._resync_wanted.wait()
-            async with self._replay_lock:
-                if not self._resync_wanted.is_set():  # a track_rooms round covered it
-                    continue
-                try:
+        wish, after the wait the first resync of the wish drew, never two at once (resyncs
+        during the wait merge into it; those during a round ask for one more, at once). If a
+        round fails, for whatever reason, the socket is dropped: the reconnect resumes from
+        the same cursors (and hands on what the round held)."""
+        try:
+            while True:
+                await self._resync_wanted.wait()
+                delay, self._resync_delay = self._resync_delay, 0.0
+                self._resyncing = True
+                if delay > 0:
+                    await self._resync_pause(delay)
+                self._hand_on_resyncs()  # the caller refetches now, not all at once
+                async with self._replay_lock:
+                    if not self._resync_wanted.is_set():  # a track_rooms round covered it
+                        self._resyncing = False
+                        continue
                     await self._replay(
                         lambda data: self._exchange(ws, "hello", data, timeout=self._open_timeout)
                     )
-                except ConnectionLostError:
-                    return  # the socket closed: the reconnect resumes
-                except (TimeoutError, EchoChatError) as exc:
-                    log.warning("resuming after resync failed (%s); reconnecting", exc)
-                    ws.transport.abort()
-                    return
+                    self._resyncing = self._resync_wanted.is_set()
+        except ConnectionLostError:
+            return  # the socket closed: the reconnect resumes
+        except Exception as exc:  # TimeoutError, a refusal, or a bug: never hold on
+            if isinstance(exc, TimeoutError | EchoChatError):
+                log.warning("resuming after resync failed (%s); reconnecting", exc)
+            else:
+                log.exception("resuming after resync failed; reconnecting")
+            ws.transport.abort()
+        finally:
+            self._resyncing = False
+            self._hand_on_resyncs()
+
+    def _hand_on_resyncs(self) -> None:
+        """Queue the ``resync`` events read so far (when the wait before their round is
+        over, or the socket is gone: the reconnect resumes instead)."""
+        events, self._resync_events = self._resync_events, []
+        for event in events:
+            self._queue.put_nowait(event)
+
+    async def _resync_pause(self, delay: float) -> None:
+        """The wait before a ``bus`` resync's round (its own method for tests to hold)."""
+        await asyncio.sleep(delay)
 
     async def _heartbeat(self, ws: ClientConnection) -> None:
         """Ping every heartbeat period; a ping unanswered for a whole period kills the
@@ -818,6 +889,7 @@ class RealtimeConnection:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+            self._hand_on_resyncs()
             self._ws = None
             lost = ConnectionLostError(0, "connection_lost", "the socket closed before the reply")
             for _, future in list(self._pending.values()):

@@ -421,12 +421,15 @@ class EchoChatClient:
         request_timeout: float = 10.0,
         compression: bool = True,
         cursor: int | None = None,
+        resync_jitter: float | None = None,
     ) -> RealtimeConnection:
         """Open the realtime connection (``ws(s)://<base>/ws``) as the signed-in user and
         return it once the server said hello. See :class:`RealtimeConnection` and
         docs/sdk.md. Needs a real network: an httpx ``transport`` given to this client is
         not used for the WebSocket. ``cursor`` resumes from a message id kept from an earlier
-        connection: the server replays what came after it."""
+        connection: the server replays what came after it. ``resync_jitter``: the most
+        seconds to wait, at random, before resuming after a ``bus`` resync (default
+        ``RESYNC_JITTER``, 3 s; 0: at once)."""
         connection = RealtimeConnection(
             self,
             websocket_url(self._base_url),
@@ -441,6 +444,7 @@ class EchoChatClient:
             user_agent=USER_AGENT,
             compression=compression,
             cursor=cursor,
+            resync_jitter=resync_jitter,
         )
         await connection.open()
         return connection
