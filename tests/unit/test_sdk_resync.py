@@ -23,7 +23,7 @@ from typing import Any, cast
 import pytest
 from fastapi import FastAPI
 
-from echochat.bus import Bus
+from echochat.bus import Bus, BusUnavailable
 from echochat.client import Event, RealtimeConnection, ResyncEvent, _realtime
 from echochat.client._realtime import RESYNC_JITTER, Ask, lowered, resync_delay
 from echochat.config import ResolvedSettings
@@ -686,3 +686,38 @@ def test_a_resync_lowers_the_cursors_it_names_and_never_invents_one() -> None:
     [untyped] = odd._resync_events
     assert type(untyped) is Event and untyped.type == "resync"
     assert odd._resync_wanted.is_set() and odd.cursor == 10
+
+
+# --- a hello the server cannot answer now ------------------------------------------------
+
+
+async def test_a_hello_refused_for_now_reconnects_instead_of_ending(
+    live: LiveApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``unavailable`` (the server's bus is down) to the ``hello`` of a reconnect says "not
+    now", not "never": the connection reconnects again and resumes, nothing missed."""
+    alice, bob, _, _ = await pair(live, monkeypatch)
+    rt = bob.messenger.connection
+    real = dm_service.replay
+    refused: list[int] = []
+
+    async def busy(*args: Any, **kwargs: Any) -> Any:
+        if not refused:
+            refused.append(1)
+            raise BusUnavailable("Redis bus at test: injected outage")
+        return await real(*args, **kwargs)
+
+    try:
+        before = await alice.messenger.send("bob", "before")
+        await bob.text("before")
+        monkeypatch.setattr(dm_service, "replay", busy)
+        ws = rt._ws
+        assert ws is not None
+        ws.transport.abort()  # the network drops bob's socket
+        missed = await alice.messenger.send("bob", "while away")
+        await bob.text("while away")
+        assert refused == [1] and rt.reconnects == 2  # refused once, then resumed
+        assert received(bob) == [before.id, missed.id]
+    finally:
+        await alice.close()
+        await bob.close()

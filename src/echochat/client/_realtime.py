@@ -86,6 +86,8 @@ __all__ = [
 log = logging.getLogger("echochat.client")
 
 CLOSE_POLICY: Final = 1008
+# err codes that say "not now" rather than "never": a refused hello with one is retried
+TRANSIENT_REFUSALS: Final = frozenset({"rate_limited", "unavailable", "internal"})
 SEEN_IDS: Final = 8192  # message ids remembered for de-duplication beyond the cursor
 SEND_ATTEMPTS: Final = 5  # dm.send tries across reconnects (idempotent by client_id)
 _END: Final = object()  # the end-of-stream marker in the event queue
@@ -873,10 +875,14 @@ class RealtimeConnection:
             except (TimeoutError, ConnectionLostError) as exc:
                 log.warning("greeting the server failed (%s); reconnecting", exc)
                 ws.transport.abort()
-            except OpError as exc:  # a refused hello will be refused again: give up
-                log.warning("the server refused hello (%s)", exc)
-                self._greet_error = exc
-                ws.transport.abort()
+            except OpError as exc:
+                if exc.code in TRANSIENT_REFUSALS:  # the server is busy or its bus is down
+                    log.warning("the server could not answer hello (%s); reconnecting", exc)
+                    ws.transport.abort()
+                else:  # a refused hello will be refused again: give up
+                    log.warning("the server refused hello (%s)", exc)
+                    self._greet_error = exc
+                    ws.transport.abort()
             else:
                 self._ready.set()
                 heartbeat = asyncio.create_task(self._heartbeat(ws), name="echochat-heartbeat")
