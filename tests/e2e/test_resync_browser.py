@@ -4,10 +4,14 @@ wake-ups"): the page lowers its cursors as told, resumes with `hello` on the ope
 once and in order, and refreshes what is never replayed. First with a `resync` injected into
 Bob's socket after a DM's wake-up was dropped on its way to him; then for real, with the
 server's Redis pub/sub connection killed while Alice writes. Also the cursor arithmetic on
-its own, in Chromium.
+its own, in Chromium, and the review's edge cases: a "bus" resync waits (jitter) and resumes
+from the cursor held when it came, a resync during a fresh page's first `hello` lowers no
+cursor it did not have, and a `hello` failing for another reason than `invalid_input`
+keeps the cursor for the reconnect.
 
 Bob's socket goes through a tap (Playwright's WebSocket routing) that records every frame
-both ways. Screenshots go to test-output/<test id>/.
+both ways; it can also hold back frames to the page, put frames ahead of one, and answer
+the page's ops itself. Screenshots go to test-output/<test id>/.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,26 +49,37 @@ def shared_server_env() -> dict[str, str]:
 
 class Tap:
     """A page's socket routed through the test: every frame both ways is recorded in order;
-    frames to the page may be dropped (`drop`) and frames injected (:meth:`inject`)."""
+    frames to the page may be dropped (`drop`), have frames injected ahead of them
+    (`ahead`) or be injected (:meth:`inject`); the page's frames may be answered by the
+    test instead of the server (`answer`)."""
 
     def __init__(self) -> None:
         self.frames: list[Sent] = []
         self.dropped: list[Frame] = []
         self.drop: Callable[[Frame], bool] = lambda _frame: False
+        self.ahead: Callable[[Frame], list[Frame]] = lambda _frame: []
+        self.answer: Callable[[Frame], Frame | None] = lambda _frame: None
         self.page_side: WebSocketRoute | None = None
         self._news = asyncio.Event()
 
-    async def attach(self, page: Page) -> None:
-        """Route the page's sockets through the tap and connect again."""
+    async def attach(self, page: Page, url: str | None = None) -> None:
+        """Route the page's sockets through the tap and connect again (at ``url``)."""
         await page.route_web_socket(WS, self._route)
-        await page.reload()
+        if url is None:
+            await page.reload()
+        else:
+            await page.goto(url)
 
     def _route(self, ws: WebSocketRoute) -> None:
         server = ws.connect_to_server()
         self.page_side = ws
 
         def to_server(message: str | bytes) -> None:
-            self._note("page", message)
+            frame = self._note("page", message)
+            reply = self.answer(frame)
+            if reply is not None:
+                self.inject(reply)
+                return
             server.send(message)
 
         def to_page(message: str | bytes) -> None:
@@ -71,6 +87,8 @@ class Tap:
             if self.drop(frame):
                 self.dropped.append(frame)
                 return
+            for first in self.ahead(frame):
+                self.inject(first)
             ws.send(message)
 
         ws.on_message(to_server)
@@ -103,14 +121,15 @@ def is_event(frame: Frame, kind: str) -> bool:
     return frame.get("op") == "ev" and frame.get("type") == kind
 
 
-def resync_frame(cursor: int | None) -> Frame:
-    data: Frame = {"reason": "publish", "cursor": cursor, "rooms": {}}
+def resync_frame(cursor: int | None, reason: str = "publish") -> Frame:
+    data: Frame = {"reason": reason, "cursor": cursor, "rooms": {}}
     return {"op": "ev", "type": "resync", "data": data}
 
 
 def hello_cursors(frames: list[Sent]) -> list[int | None] | None:
     """The cursors of the `hello` ops among ``frames``, once each was answered (None while
-    one is waiting); fails if one was sent while another was waiting: two replays at once."""
+    one is waiting); fails if one was sent while another was waiting: two replays at once.
+    Only the test (`Tap.answer`) refuses one."""
     waiting: str | None = None
     cursors: list[int | None] = []
     for who, frame in frames:
@@ -118,10 +137,19 @@ def hello_cursors(frames: list[Sent]) -> list[int | None] | None:
             assert waiting is None, f"two replays at once: {frames}"
             waiting = str(frame["ref"])
             cursors.append(frame["data"].get("cursor"))
-        elif waiting is not None and who == "server" and frame.get("ref") == waiting:
-            assert frame.get("op") == "ok", frame
+        elif waiting is not None and who != "page" and frame.get("ref") == waiting:
+            assert frame.get("op") == "ok" or who == "test", frame
             waiting = None
     return None if waiting is not None else cursors
+
+
+def dm_ids(frames: list[Sent]) -> list[int]:
+    """The ids of the `dm.message` events the server sent among ``frames``."""
+    return [
+        int(frame["data"]["id"])
+        for who, frame in frames
+        if who == "server" and is_event(frame, "dm.message")
+    ]
 
 
 def refetch(path: str) -> Callable[[Request], bool]:
@@ -140,6 +168,32 @@ async def tapped_buddies(
     return alice, bob, tap
 
 
+async def lose_a_wake_up(alice: Pm, bob: Pm, tap: Tap) -> list[int]:
+    """Alice sends "one", "two", "three": the wake-up of "two" never reaches Bob (as when
+    the server could not publish it), "three" does, so Bob's cursor is past the message he
+    lacks. The three ids."""
+    lines = bob.messages(alice.name).locator(".pm-line__text")
+    await alice.send(bob.name, "one")
+    await expect(lines).to_have_text(["one"])
+    tap.drop = lambda frame: is_event(frame, "dm.message")
+    await alice.send(bob.name, "two")
+    await tap.wait_for("dropped wake-up", lambda: bool(tap.dropped))
+    tap.drop = lambda _frame: False
+    await alice.send(bob.name, "three")
+    await expect(lines).to_have_text(["one", "three"])
+    return sorted(dm_ids(tap.frames))
+
+
+async def still_live(alice: Pm, bob: Pm, shown: list[str], text: str) -> None:
+    """Afterwards: a live DM still comes to Bob's window (below the ``shown`` lines), Bob is
+    online, and neither page had a problem."""
+    await alice.send(bob.name, text)
+    await expect(bob.messages(alice.name).locator(".pm-line__text")).to_have_text([*shown, text])
+    await bob.chat.connected()
+    await alice.chat.assert_clean()
+    await bob.chat.assert_clean()
+
+
 # The cursor arithmetic on its own (net/socket.js), on a socket never connected: resyncs
 # before a replay gather the lowest cursors; applied, they only lower what the socket has.
 LOWERING = """
@@ -153,11 +207,39 @@ async () => {
   await tracked.onResync(null, { reason: "publish", cursor: "9", rooms: { x: 1, 2: -1 } });
   await tracked.onResync(null, { reason: "bus", cursor: null, rooms: {} });
   tracked.lowerCursors();
+  // A fresh page: what a resync names is settled against the cursors it has when it
+  // comes (none), not those the first `ok` gives it later.
   const fresh = new Socket();
   await fresh.onResync(null, { reason: "publish", cursor: 10, rooms: { 4: 2 } });
+  fresh.cursor = 50;
+  fresh.roomCursors.set(4, 9);
   fresh.lowerCursors();
+  // "bus": my own cursors when it comes, whatever moves them up before the round.
+  const bus = new Socket();
+  bus.cursor = 30;
+  bus.roomCursors = new Map([[1, 10]]);
+  await bus.onResync(null, { reason: "bus", cursor: null, rooms: {} });
+  bus.cursor = 35;
+  bus.roomCursors.set(1, 12);
+  bus.roomCursors.set(2, 7);
+  bus.lowerCursors();
   return { cursor: tracked.cursor, rooms: [...tracked.roomCursors], again: tracked.lowerTo,
-           fresh: [fresh.cursor, [...fresh.roomCursors]] };
+           fresh: [fresh.cursor, [...fresh.roomCursors]],
+           bus: [bus.cursor, [...bus.roomCursors]] };
+}
+"""
+
+# The wait of a "bus" resync: uniform in [0, 3 s), fixed only by the page's ?resync_delay=.
+DELAYS = """
+async () => {
+  const s = await import("/static/js/net/socket.js");
+  const random = Array.from({ length: 200 }, () => new s.Socket().resyncDelay());
+  return { span: s.RESYNC_JITTER_MS, low: s.resyncDelay(() => 0),
+           high: s.resyncDelay(() => 0.9999), random: random.every((ms) => ms >= 0 && ms < 3000),
+           spread: new Set(random).size > 100,
+           query: ["", "?resync_delay=250", "?resync_delay=0", "?resync_delay=-1",
+                   "?resync_delay=x", "?resync_delay=", "?resync_delay=1e9"]
+             .map((q) => s.resyncDelayFrom(q)?.() ?? null) };
 }
 """
 
@@ -171,7 +253,17 @@ async def test_resyncs_only_lower_the_cursors_the_socket_has(
         "cursor": 40,  # the lowest asked for
         "rooms": [[1, 5], [2, 20]],  # room 3 is not tracked; 2 asked higher, then nonsense
         "again": None,  # applied once
-        "fresh": [None, []],  # no cursor yet: none made up
+        "fresh": [50, [[4, 9]]],  # no cursors when it came: none lowered later
+        "bus": [30, [[1, 10], [2, 7]]],  # as they were when it came; room 2 came later
+    }
+    delays: dict[str, Any] = await page.evaluate(DELAYS)
+    assert delays == {
+        "span": 3000,
+        "low": 0,
+        "high": 2999,
+        "random": True,
+        "spread": True,
+        "query": [None, 250, 0, None, None, None, None],
     }
 
 
@@ -180,21 +272,7 @@ async def test_a_resync_lowers_the_cursor_and_replays_each_message_once(
 ) -> None:
     alice, bob, tap = await tapped_buddies(new_context, watch, shared_server, people)
     lines = bob.messages(alice.name).locator(".pm-line__text")
-    await alice.send(bob.name, "one")
-    await expect(lines).to_have_text(["one"])
-    # The wake-up of "two" never reaches Bob (as when the server could not publish it);
-    # "three" does, so Bob's cursor is past the message he lacks.
-    tap.drop = lambda frame: is_event(frame, "dm.message")
-    await alice.send(bob.name, "two")
-    await tap.wait_for("dropped wake-up", lambda: bool(tap.dropped))
-    tap.drop = lambda _frame: False
-    await alice.send(bob.name, "three")
-    await expect(lines).to_have_text(["one", "three"])
-    one, two, _three = sorted(
-        int(frame["data"]["id"])
-        for who, frame in tap.frames
-        if who == "server" and is_event(frame, "dm.message")
-    )
+    one, two, _three = await lose_a_wake_up(alice, bob, tap)
 
     # Two resyncs back to back: the second comes during the first's replay, so it lowers
     # the cursor once that round is over and runs one more; never two replays at once.
@@ -269,8 +347,107 @@ async def test_a_killed_bus_connection_resyncs_the_page(
     )
     assert hello_cursors(tap.frames[at:]) == [had]
     await expect(lines).to_have_text(["before", "around the kill"])
-    await alice.send(bob.name, "after")
-    await expect(lines).to_have_text(["before", "around the kill", "after"])
+    await still_live(alice, bob, ["before", "around the kill"], "after")
+
+
+async def test_resyncs_settle_against_the_cursors_held_when_they_come(
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch
+) -> None:
+    """What a resync lowers is settled when it comes. A fresh page gets a "publish" resync
+    during its first `hello` (no cursor yet): once the `ok` gave it a cursor, that resync
+    must not lower it and replay old history as if it were new (PM windows popping open,
+    sounds, unread counts). A "bus" resync (every socket of a process at once) waits (here a
+    fixed ?resync_delay=, by default a random 0 .. 3 s) before its replay and resumes from
+    the cursor the page had when it came, although a live DM moved it up meanwhile."""
+    delay = 600
+    alice, bob = await buddies_with_keys(new_context, watch, shared_server, people)
+    tap = Tap()
+    await tap.attach(bob.page, f"{shared_server.url}/chat?resync_delay={delay}")
     await bob.chat.connected()
-    await alice.chat.assert_clean()
-    await bob.chat.assert_clean()
+    await alice.open_from_list(bob.name)
+    window = bob.window(alice.name)
+    lines = window.locator(".pm-line__text")
+    await alice.send(bob.name, "one")
+    await expect(lines).to_have_text(["one"])
+    [one] = dm_ids(tap.frames)
+    await window.get_by_role("button", name="Close").click()
+    await expect(window).to_have_count(0)
+
+    # A fresh page: the resync comes right before the `ok` of its first `hello`.
+    mark = len(tap.frames)
+
+    def hellos() -> list[Frame]:
+        return [f for who, f in tap.frames[mark:] if who == "page" and f.get("op") == "hello"]
+
+    def first_hello_ok(frame: Frame) -> list[Frame]:
+        if frame.get("op") == "ok" and hellos() and frame.get("ref") == hellos()[0]["ref"]:
+            tap.ahead = lambda _frame: []
+            return [resync_frame(one - 1)]
+        return []
+
+    tap.ahead = first_hello_ok
+    await bob.page.reload()
+    await bob.chat.connected()
+    await tap.wait_for("one more round", lambda: len(hello_cursors(tap.frames[mark:]) or []) == 2)
+    given = next(
+        f["data"]["cursor"]
+        for who, f in tap.frames[mark:]
+        if who == "server" and f.get("ref") == hellos()[0]["ref"]
+    )
+    assert given >= one
+    assert hello_cursors(tap.frames[mark:]) == [None, given]
+    assert dm_ids(tap.frames[mark:]) == []  # no old history replayed
+    await expect(window).to_have_count(0)  # nothing popped open
+
+    # A "bus" resync, and "two" (held back) live right behind it, during the wait.
+    await bob.open_from_list(alice.name)
+    await expect(lines).to_have_text(["one"])
+    tap.drop = lambda frame: is_event(frame, "dm.message")
+    await alice.send(bob.name, "two")
+    await tap.wait_for("the wake-up of two", lambda: bool(tap.dropped))
+    tap.drop = lambda _frame: False
+    [two] = tap.dropped
+    assert two["data"]["id"] > given
+    mark = len(tap.frames)
+    with_refetch = bob.page.expect_request(refetch("/conversations"))
+    async with with_refetch:
+        sent = time.monotonic()
+        tap.inject(resync_frame(None, "bus"))
+        tap.inject(two)
+        await expect(lines).to_have_text(["one", "two"])  # live, during the wait
+        await tap.wait_for("hello after the wait", lambda: bool(hello_cursors(tap.frames[mark:])))
+        waited = time.monotonic() - sent
+    assert waited >= delay / 1000, f"the replay began after {waited:.3f} s"
+    assert hello_cursors(tap.frames[mark:]) == [given]  # not two's id: nothing skipped
+    assert dm_ids(tap.frames[mark:]) == [two["data"]["id"]]  # replayed, shown once
+    await expect(lines).to_have_text(["one", "two"])
+    await still_live(alice, bob, ["one", "two"], "three")
+
+
+async def test_a_hello_failing_otherwise_than_refused_keeps_the_cursor(
+    shared_server: LiveServer, people: Cast, new_context: NewContext, watch: Watch
+) -> None:
+    """Only `invalid_input` means the server does not take the cursor. A `hello` answered with
+    another error (here `unavailable`) gives up the connection; the reconnect resumes from the
+    same cursor, so the DM whose wake-up was lost still comes."""
+    alice, bob, tap = await tapped_buddies(new_context, watch, shared_server, people)
+    lines = bob.messages(alice.name).locator(".pm-line__text")
+    _one, two, _three = await lose_a_wake_up(alice, bob, tap)
+
+    def unavailable(frame: Frame) -> Frame | None:
+        if frame.get("op") != "hello":
+            return None
+        tap.answer = lambda _frame: None
+        error = {"code": "unavailable", "message": "try again later"}
+        return {"op": "err", "ref": frame["ref"], "error": error}
+
+    tap.answer = unavailable
+    mark = len(tap.frames)
+    tap.inject(resync_frame(two - 1))
+    await tap.wait_for(
+        "the reconnect's hello", lambda: len(hello_cursors(tap.frames[mark:]) or []) == 2
+    )
+    assert hello_cursors(tap.frames[mark:]) == [two - 1, two - 1]
+    assert dm_ids(tap.frames[mark:])[:1] == [two]
+    await expect(lines).to_have_text(["one", "two", "three"])
+    await still_live(alice, bob, ["one", "two", "three"], "four")

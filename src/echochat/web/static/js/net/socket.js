@@ -29,14 +29,24 @@
  *   the `room.message` events after each, and its `ok` gives the cursor of every room I am
  *   in (the newest id for a room not named); afterwards every `room.message` moves its
  *   room's cursor.
- * - `resync` (docs/protocol.md): the server lost wake-ups for this socket. Reason "publish"
- *   names cursors to resume from: the DM cursor and the cursors of the rooms I track only
- *   go down to them (a socket without a DM cursor keeps none). Then the same `hello`
- *   rounds as after a reconnect, on the open socket, and "resynced" is emitted: the place
- *   to refresh what is never replayed, like after "ready", but with the socket's requests
- *   still in flight (nothing is to be sent again). Never two replays at once: a `resync`
- *   during one lowers the cursors after it and runs one more round (a single "resynced",
- *   or none when the replay was a connection's first: its "ready" refreshes everything).
+ * - `resync` (docs/protocol.md "Lost wake-ups"): the server lost wake-ups for this socket.
+ *   What to resume from is settled against the cursors held when it arrives: reason
+ *   "publish" names cursors, and only those I have then count (a socket without a DM
+ *   cursor keeps none, rooms I do not track are ignored); reason "bus" means my own
+ *   cursors as they are at that moment. The cursors go down to that (never up) when the
+ *   next `hello` round starts, so live events meanwhile cannot skip the loss. Then the
+ *   same `hello` rounds as after a reconnect, on the open socket, and "resynced" is
+ *   emitted: the place to refresh what is never replayed, like after "ready", but with the
+ *   socket's requests still in flight (nothing is to be sent again). A "publish" resync
+ *   (a few users) runs at once; a "bus" one (every socket of a busy process at once) first
+ *   waits a random 0 .. {@link RESYNC_JITTER_MS}, so the process is not stampeded.
+ *   Never two replays at once: a `resync` during the wait or a replay merges its lowering
+ *   (the lowest wins; a "publish" one ends the wait), and during a replay runs one more
+ *   round after it (a single "resynced", or none when the replay was a connection's first:
+ *   its "ready" refreshes everything).
+ * - A `hello` refused with `invalid_input` means the server does not take my cursors: the
+ *   socket starts afresh from the newest. Any other failure (busy, unavailable, timeout,
+ *   a drop) gives up on the connection; the reconnect resumes from the same cursors.
  *
  * Emits: "status" ({@link SocketStatus}), "ready" (hello data, after the replay),
  * "resynced" (resync data, after its replay), "event" ({type, data}), one emit per event
@@ -56,6 +66,8 @@ const STABLE_MS = 10_000;
 const CLOSE_DEAD = 4000;
 /** At most this many `hello` rounds of replay per connection (100 messages each). */
 const MAX_REPLAY_ROUNDS = 1000;
+/** A "bus" resync waits a uniform random delay below this before its replay (F1). */
+export const RESYNC_JITTER_MS = 3_000;
 
 /**
  * @typedef {object} SocketStatus
@@ -96,6 +108,28 @@ export function backoffDelay(
 }
 
 /**
+ * The wait before the replay of a "bus" resync: uniform in [0, span) ms, so the sockets of
+ * a process that lost wake-ups do not all replay and refetch at the same moment.
+ * @param {() => number} [random] in [0, 1)
+ * @param {number} [span]
+ */
+export function resyncDelay(random = Math.random, span = RESYNC_JITTER_MS) {
+  return Math.floor(random() * span);
+}
+
+/**
+ * The page's `?resync_delay=MS` (for tests): wait exactly MS ms (0 .. 60000) after a "bus"
+ * resync instead of the random delay; undefined without a valid one.
+ * @param {string} search location.search
+ * @returns {(() => number) | undefined}
+ */
+export function resyncDelayFrom(search) {
+  const raw = new URLSearchParams(search).get("resync_delay");
+  const ms = raw === null || raw === "" ? Number.NaN : Number(raw);
+  return Number.isInteger(ms) && ms >= 0 && ms <= 60_000 ? () => ms : undefined;
+}
+
+/**
  * A message id or cursor as the server sends them.
  * @param {unknown} value
  * @returns {value is number}
@@ -120,16 +154,18 @@ export class Socket extends Emitter {
   /**
    * @param {{url?: string, refresh?: () => Promise<void>,
    *   presence?: () => ({state: string, status: string} | null),
-   *   deviceId?: () => (string | null)}} [options]
+   *   deviceId?: () => (string | null), resyncDelay?: () => number}} [options]
    *   `presence` gives the state this tab chose, sent with each (re)connect so buddies never
    *   see a flash of "online" before it is restored; `deviceId` this browser's E2EE device
-   *   id, sent in the `hello` op when known.
+   *   id, sent in the `hello` op when known; `resyncDelay` the wait (ms) before the replay of
+   *   a "bus" resync (default {@link resyncDelay}).
    */
   constructor(options = {}) {
     super();
     this.url = options.url ?? socketUrl();
     this.presence = options.presence ?? (() => null);
     this.deviceId = options.deviceId ?? (() => null);
+    this.resyncDelay = options.resyncDelay ?? (() => resyncDelay());
     /** @type {number | null} the highest direct message id handed on; null on a fresh page */
     this.cursor = null;
     /** True from the greeting until the replay is over: live ids do not move the cursor. */
@@ -148,6 +184,8 @@ export class Socket extends Emitter {
     this.lowerTo = null;
     /** A `resync` came during the replay: one more round after it. */
     this.again = false;
+    /** @type {number | undefined} a "bus" resync's wait before its replay */
+    this.resyncTimer = undefined;
     this.refresh = options.refresh ?? refreshSession;
     /** @type {WebSocket | null} */
     this.ws = null;
@@ -343,17 +381,7 @@ export class Socket extends Emitter {
    * @param {any} data `{reason, cursor, rooms}`
    */
   async onResync(ws, data) {
-    const lower = this.lowerTo ?? { cursor: null, rooms: new Map() };
-    if (isId(data.cursor)) {
-      lower.cursor = Math.min(lower.cursor ?? data.cursor, data.cursor);
-    }
-    for (const [key, cursor] of Object.entries(data.rooms ?? {})) {
-      const room = Number(key);
-      if (isId(room) && isId(cursor)) {
-        lower.rooms.set(room, Math.min(lower.rooms.get(room) ?? cursor, cursor));
-      }
-    }
-    this.lowerTo = lower;
+    this.noteLowering(data);
     if (this.replaying) {
       this.again = true; // after the rounds running now
       return;
@@ -361,9 +389,67 @@ export class Socket extends Emitter {
     if (!this.ready) {
       return; // not greeted yet: the greeting's replay starts from the lowered cursors
     }
+    if (data.reason !== "publish") {
+      // Every socket of the process got this at once: spread the replays out. A resync
+      // during the wait only merges its lowering (above).
+      if (this.resyncTimer === undefined) {
+        this.resyncTimer = window.setTimeout(() => {
+          this.resyncTimer = undefined;
+          this.resyncNow(ws, data);
+        }, this.resyncDelay());
+      }
+      return;
+    }
+    // A few users lost a message: at once (covering a "bus" resync still waiting, if any).
+    window.clearTimeout(this.resyncTimer);
+    this.resyncTimer = undefined;
+    await this.resyncNow(ws, data);
+  }
+
+  /**
+   * The replay of a resync, then "resynced".
+   * @param {WebSocket} ws
+   * @param {any} data
+   */
+  async resyncNow(ws, data) {
+    if (ws !== this.ws || !this.ready) {
+      return; // the connection dropped: the reconnect's replay takes the lowering
+    }
+    if (this.replaying) {
+      this.again = true;
+      return;
+    }
     if (await this.replay(ws)) {
       this.emit("resynced", data);
     }
+  }
+
+  /**
+   * Merge what a `resync` asks to lower the cursors to into {@link Socket#lowerTo}, against
+   * the cursors held now: "publish" names cursors, and only those I have count; any other
+   * reason ("bus") means my own cursors as they are now (live events may move them up
+   * before the round starts).
+   * @param {any} data `{reason, cursor, rooms}`
+   */
+  noteLowering(data) {
+    const lower = this.lowerTo ?? { cursor: null, rooms: new Map() };
+    const own = data.reason !== "publish";
+    const named = data.rooms && typeof data.rooms === "object" ? data.rooms : {};
+    /** @type {Array<[number, unknown]>} */
+    const rooms = Object.entries(named).map(([room, cursor]) => [Number(room), cursor]);
+    for (const [room, cursor] of own ? [...rooms, ...this.roomCursors] : rooms) {
+      if (isId(cursor) && this.roomCursors.has(room)) {
+        lower.rooms.set(room, Math.min(lower.rooms.get(room) ?? cursor, cursor));
+      }
+    }
+    if (this.cursor !== null) {
+      for (const cursor of own ? [data.cursor, this.cursor] : [data.cursor]) {
+        if (isId(cursor)) {
+          lower.cursor = Math.min(lower.cursor ?? cursor, cursor);
+        }
+      }
+    }
+    this.lowerTo = lower;
   }
 
   /**
@@ -431,12 +517,11 @@ export class Socket extends Emitter {
       try {
         reply = await this.request("hello", data);
       } catch (error) {
-        const refused =
-          error instanceof SocketError &&
-          !["timeout", "disconnected", "not_connected"].includes(error.code);
+        const refused = error instanceof SocketError && error.code === "invalid_input";
         if (refused && (this.cursor !== null || this.roomCursors.size)) {
           // The server does not take this cursor: start afresh (the windows refetch
-          // their history and the counts on "ready").
+          // their history and the counts on "ready"). Any other failure throws: the
+          // connection is given up and the reconnect resumes from the same cursors.
           this.cursor = null;
           this.roomCursors.clear();
           continue;
@@ -512,6 +597,8 @@ export class Socket extends Emitter {
     this.ready = false;
     window.clearTimeout(this.pingTimer);
     window.clearTimeout(this.helloTimer);
+    window.clearTimeout(this.resyncTimer); // its lowering waits for the reconnect's replay
+    this.resyncTimer = undefined;
     for (const [ref, waiting] of this.pending) {
       window.clearTimeout(waiting.timer);
       waiting.reject(new SocketError("disconnected", "the connection to the server dropped"));

@@ -4,10 +4,12 @@
  * in their own modules (net/socket.js, state/, ui/messenger.js); this only reads the page's
  * settings and starts them.
  *
- * `?idle=SECONDS` shortens the idle timeout (default 5 minutes), for tests and demos.
+ * `?idle=SECONDS` shortens the idle timeout (default 5 minutes), for tests and demos;
+ * `?resync_delay=MS` fixes the wait before the replay of a "bus" resync (default a random
+ * 0 .. 3 s, net/socket.js), for tests.
  */
 
-import { Socket } from "../net/socket.js";
+import { resyncDelayFrom, Socket } from "../net/socket.js";
 import { KeySession } from "../state/keysession.js";
 import { idleTimeoutFrom } from "../state/presence.js";
 import { setStatus } from "../ui/forms.js";
@@ -25,7 +27,7 @@ if (signOut instanceof HTMLButtonElement) {
 }
 
 if (windowEl instanceof HTMLElement && windowEl.dataset.username) {
-  const socket = new Socket();
+  const socket = new Socket({ resyncDelay: resyncDelayFrom(window.location.search) });
   // The E2EE keys: loaded from IndexedDB, or set up / restored through ui/keysetup.js's
   // dialogs; keys.changed events from the socket keep the buddies' keys fresh.
   const keys = new KeySession(windowEl.dataset.username);
