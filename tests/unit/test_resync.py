@@ -26,7 +26,14 @@ from echochat.services import resync
 from echochat.store import sessions as session_store
 from echochat.store.tables import room_members
 from tests.dmutil import Person, dm_event, person, send
-from tests.roommsgutil import add_member, make_room, room_event, say
+from tests.roommsgutil import (
+    add_member,
+    make_room,
+    no_room_messages,
+    remove_member,
+    room_event,
+    say,
+)
 from tests.wsutil import (
     API,
     Frame,
@@ -335,5 +342,42 @@ async def test_a_membership_order_lost_with_the_bus_is_repaired_and_told(
     assert room in server.hub.rooms_here(bob.user.id)
     said = (await say(alice_sock, room, "now you hear me"))["message"]
     assert (await room_event(bob_sock, said["id"]))["text"] == "now you hear me"
+    for sock in (bob_sock, alice_sock):
+        await sock.close()
+
+
+async def test_a_membership_order_that_cannot_be_published_is_retried_as_a_reread(
+    server: Server, pair: tuple[Person, Person]
+) -> None:
+    """Joining and leaving commit even when the order to the processes cannot be published
+    (no 500, no 503): the order is retried as ``Q`` (read the user's rooms again). A join
+    found that way is told with ``resync`` and heard live; a leave stops the routing."""
+    alice, bob = pair
+    room = await make_room(server.ctx, name="Retried")
+    await add_member(server.ctx, room, alice.user.id)
+    alice_sock = await open_socket(server.url, alice.user)
+    bob_sock = await open_socket(server.url, bob.user)
+    flaky = FlakyBus(server.ctx.bus)
+    flaky.install()
+    flaky.failing = lambda payload: payload.startswith(b"R") or payload == b"Q"
+
+    await add_member(server.ctx, room, bob.user.id)  # the order fails: no exception
+    await flaky.failures(2)  # the order, and the first retry of the re-read
+    assert room not in server.hub.rooms_here(bob.user.id)
+    flaky.failing = lambda payload: payload.startswith(b"R")  # the re-read gets through
+    await bob_sock.event("resync")
+    assert room in server.hub.rooms_here(bob.user.id)
+    said = (await say(alice_sock, room, "welcome"))["message"]
+    assert (await room_event(bob_sock, said["id"]))["text"] == "welcome"
+
+    await remove_member(server.ctx, room, bob.user.id)  # its order fails too
+    await server.wait_for(
+        lambda: room not in server.hub.rooms_here(bob.user.id), "the re-read of bob's rooms"
+    )
+    await say(alice_sock, room, "bob has gone")
+    await bob_sock.assert_quiet(no_room_messages)
+    assert [channel for channel, payload in flaky.published if payload == b"Q"] == [
+        f"user:{bob.user.id}"
+    ] * 2
     for sock in (bob_sock, alice_sock):
         await sock.close()

@@ -233,6 +233,9 @@ class Hub:
         self._recheck: asyncio.Task[None] | None = None
         self._recheck_again = False
         self.losses = 0  # times the bus subscription lost events (for /metrics)
+        # users whose rooms to read again (a ``Q`` order), and the task doing it
+        self._reread_rooms: set[int] = set()
+        self._rereading: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         # rooms: local members per room, rooms per local user (only users in some room),
         # and the membership orders seen while a load from the database is under way
@@ -272,7 +275,7 @@ class Hub:
         ]
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *([self._recheck] if self._recheck is not None else [])]
+        tasks = [*self._tasks, *(t for t in (self._recheck, self._rereading) if t is not None)]
         for task in [*tasks, *self._syncing.values()]:
             task.cancel()
         for task in tasks:
@@ -445,6 +448,12 @@ class Hub:
             order = orjson.loads(body)
             self._membership(user_id, int(order["room"]), bool(order["joined"]))
             return
+        if kind == b"Q":  # a membership order was lost: read the user's rooms again
+            if user_id in self._by_user:
+                self._reread_rooms.add(user_id)
+                if self._rereading is None or self._rereading.done():
+                    self._rereading = asyncio.create_task(self._reread(), name="hub-reread")
+            return
         conns = self._by_user.get(user_id)
         if not conns:
             return
@@ -525,6 +534,16 @@ class Hub:
         for user_id in user_ids:
             for conn in self._by_user.get(user_id, ()):
                 conn.send_shared(frame, wire)
+
+    async def _reread(self) -> None:
+        """Read the rooms of the users a ``Q`` order named (services/roomcast.py: their
+        membership order could not be published); those who gained a room are told to
+        resync, as after the re-check."""
+        while self._reread_rooms:
+            users, self._reread_rooms = sorted(self._reread_rooms), set()
+            gained = await self.load_rooms(users)
+            if gained:
+                self._tell_resync(sorted(gained))
 
     async def _recheck_now(self) -> None:
         while self._recheck_again:  # once more for a loss during the re-check

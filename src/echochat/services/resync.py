@@ -9,6 +9,10 @@ retrying with backoff until the bus takes it, with ``cursor`` (DMs) or ``rooms``
 set just below that id; the clients lower their cursors to it and resume with ``hello``,
 so the replay brings what was missed (docs/protocol.md, "Lost wake-ups").
 
+A membership order (services/roomcast.py) that could not be published is retried the
+same way, as a ``Q`` order on the user's channel: every process holding the user's sockets
+reads their rooms again from the database (and tells them to resync if a room was missing).
+
 Pending losses are merged per channel (the lowest id wins), so memory is bounded by the
 number of channels, however long the bus stays away. They live in this process only: if it
 stops before the bus comes back, a client whose cursor has moved past a missed message (a
@@ -44,14 +48,25 @@ class _Loss:
 
     cursor: int | None = None
     rooms: dict[int, int] = field(default_factory=dict)
+    reread_rooms: bool = False  # a membership order was lost: processes read the rooms again
+    told: bool = False  # a resync is due (not only a re-read)
 
-    def merge(self, cursor: int | None, rooms: dict[int, int]) -> None:
+    def merge(self, other: _Loss) -> None:
+        self.told |= other.told
+        self.reread_rooms |= other.reread_rooms
+        self.add(other.cursor, other.rooms)
+
+    def add(self, cursor: int | None, rooms: dict[int, int]) -> None:
         if cursor is not None:
             self.cursor = cursor if self.cursor is None else min(self.cursor, cursor)
         for room, at in rooms.items():
             self.rooms[room] = min(self.rooms.get(room, at), at)
 
-    def payload(self) -> bytes:
+    def payloads(self) -> list[bytes]:
+        out = [b"Q"] if self.reread_rooms else []
+        return [*out, self._resync()] if self.told else out
+
+    def _resync(self) -> bytes:
         data = ResyncData(
             reason="publish",
             cursor=self.cursor,
@@ -83,26 +98,33 @@ class LostWakeups:
         *,
         cursor: int | None = None,
         rooms: dict[int, int] | None = None,
+        reread_rooms: bool = False,
     ) -> None:
         """The sockets on ``channel`` missed what follows ``cursor`` (DMs) and, per room,
-        what follows ``rooms[room]``; tell them (now, or when the bus is back)."""
+        what follows ``rooms[room]``; tell them (now, or when the bus is back). With
+        ``reread_rooms`` (and nothing else), a membership order on the user's channel was
+        lost: the processes are told to read the user's rooms again instead."""
         if self._closed:
             return
         self._bus = bus
         self.noted += 1
-        self._pending.setdefault(channel, _Loss()).merge(cursor, rooms or {})
+        loss = self._pending.setdefault(channel, _Loss())
+        loss.add(cursor, rooms or {})
+        loss.reread_rooms |= reread_rooms
+        loss.told |= not reread_rooms
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(bus), name="lost-wakeups")
 
     def _restore(self, batch: dict[str, _Loss]) -> None:
         """Put back what a publish did not take, merged with what came meanwhile."""
         for channel, loss in batch.items():
-            self._pending.setdefault(channel, _Loss()).merge(loss.cursor, loss.rooms)
+            self._pending.setdefault(channel, _Loss()).merge(loss)
 
     async def _publish(self, bus: Bus) -> None:
         batch, self._pending = self._pending, {}
+        messages = [(ch, payload) for ch, loss in batch.items() for payload in loss.payloads()]
         try:
-            await bus.publish_many([(ch, loss.payload()) for ch, loss in batch.items()])
+            await bus.publish_many(messages)
         except BaseException:
             self._restore(batch)
             raise

@@ -7,7 +7,8 @@ Channels and payloads (the hub, :mod:`echochat.realtime.hub`, applies them):
   (serialised once, the same ``str`` to every socket); ``T<user id>:`` + a frame, the
   same but not to that user's sockets (typing); ``D``: the room is gone, forget it.
 - ``user:<id>``: ``R`` + JSON ``{"room", "joined"}``: the user joined or left a room; each
-  process that holds sockets of that user adds or removes them from the room's index.
+  process that holds sockets of that user adds or removes them from the room's index;
+  ``Q``: such an order was lost (its publish failed), read the user's rooms again.
 
 Why the membership goes on the *user's* channel: only processes with a socket of that
 user care, and they already listen there. Ordering: a kicked member must get no later
@@ -23,13 +24,18 @@ deleted; ``services/room_writer.py`` publishes messages with :func:`publish`.
 
 from __future__ import annotations
 
+import logging
+
 import orjson
 from pydantic import BaseModel
 
+from echochat.bus import BusUnavailable
 from echochat.services import notify
 from echochat.services.context import Context
 from echochat.store import messages as runner
 from echochat.store import room_messages as store
+
+log = logging.getLogger("echochat.rooms")
 
 __all__ = [
     "membership_changed",
@@ -61,9 +67,18 @@ async def membership_changed(ctx: Context, room_id: int, user_id: int, joined: b
     """THE membership hook: call it after the commit of every join (or accepted invite),
     leave, kick and ban of ``user_id`` in ``room_id``. Every process that holds sockets
     of that user starts (``joined``) or stops routing the room's events to them; a member
-    who left gets no message published after this returns."""
+    who left gets no message published after this returns (if the bus takes the order: a
+    failed publish does not undo the commit, and the order's retry re-reads the rooms)."""
     order = orjson.dumps({"room": room_id, "joined": joined})
-    await ctx.bus.publish(notify.user_channel(user_id), b"R" + order)
+    channel = notify.user_channel(user_id)
+    try:
+        await ctx.bus.publish(channel, b"R" + order)
+    except BusUnavailable as exc:
+        # Committed all the same: every process re-reads the user's rooms once the bus
+        # takes a "Q" order (services/resync.py retries it); until then (and the hub's 30 s
+        # re-check) a process may still route the room to a member who left.
+        log.warning("membership order for user %s not published (%s); retried", user_id, exc)
+        ctx.lost.note(ctx.bus, channel, reread_rooms=True)
 
 
 async def room_deleted(ctx: Context, room_id: int) -> None:
