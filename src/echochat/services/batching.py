@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["Waiting", "fail", "fail_all", "resolve"]
+__all__ = ["Waiting", "commit_each", "fail", "fail_all", "resolve"]
+
+_W = TypeVar("_W", bound="Waiting")
+_R = TypeVar("_R")
 
 
 class Waiting(Protocol):
@@ -31,3 +34,23 @@ def fail_all(items: Iterable[Waiting], exc: BaseException) -> None:
     """Answer every caller of ``items`` still waiting with ``exc``."""
     for item in items:
         fail(item.future, exc)
+
+
+async def commit_each(
+    commit: Callable[[list[_W]], Awaitable[list[tuple[_W, _R]]]], batch: list[_W]
+) -> list[tuple[_W, _R]]:
+    """``commit(batch)`` in one transaction; if it fails, one item at a time, so that one
+    bad write fails alone (its caller gets the error) and the others go on."""
+    try:
+        return await commit(batch)
+    except Exception as exc:
+        if len(batch) == 1:
+            fail(batch[0].future, exc)
+            return []
+    done: list[tuple[_W, _R]] = []
+    for item in batch:
+        try:
+            done += await commit([item])
+        except Exception as one:
+            fail(item.future, one)
+    return done

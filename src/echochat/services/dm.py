@@ -27,6 +27,7 @@ import logging
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 import orjson
@@ -53,7 +54,7 @@ from echochat.domain.events import (
 )
 from echochat.services import notify
 from echochat.services.accounts import Principal, limit
-from echochat.services.batching import fail, fail_all, resolve
+from echochat.services.batching import commit_each, fail, fail_all, resolve
 from echochat.services.context import Context
 from echochat.store import Database, dm_batch
 from echochat.store import messages as store
@@ -317,18 +318,7 @@ class _Writer:
     ) -> None:
         names = {n for i in batch if isinstance(i, _Send) for n in (i.principal.username, i.to)}
         async with session.locked(names):
-            done: list[tuple[_Item, Any]] = []
-            try:
-                done = await self._commit(session, batch)
-            except Exception as exc:
-                if len(batch) == 1:
-                    fail(batch[0].future, exc)
-                else:  # one at a time, so that one bad write fails alone
-                    for item in batch:
-                        try:
-                            done += await self._commit(session, [item])
-                        except Exception as one:
-                            fail(item.future, one)
+            done = await commit_each(partial(self._commit, session), batch)
             for item, result in done:
                 if isinstance(result, DomainError):
                     fail(item.future, result)

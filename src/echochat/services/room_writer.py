@@ -22,6 +22,7 @@ import logging
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 import orjson
 
@@ -37,7 +38,7 @@ from echochat.domain.errors import (
 from echochat.domain.events_room_messages import RoomMessage, RoomMessageEvent
 from echochat.services import roomcast
 from echochat.services.accounts import Principal
-from echochat.services.batching import fail, fail_all, resolve
+from echochat.services.batching import commit_each, fail, fail_all, resolve
 from echochat.services.context import Context
 from echochat.store import Database
 from echochat.store import messages as runner
@@ -262,18 +263,7 @@ class Writer:
 
     async def _batch(self, ctx: Context, batch: list[Send]) -> None:
         async with store.serialized(ctx.db, {item.room_id for item in batch}):
-            done: list[tuple[Send, Sent | DomainError]] = []
-            try:
-                done = await self._commit(ctx, batch)
-            except Exception as exc:
-                if len(batch) == 1:
-                    fail(batch[0].future, exc)
-                else:  # one at a time, so that one bad write fails alone
-                    for item in batch:
-                        try:
-                            done += await self._commit(ctx, [item])
-                        except Exception as one:
-                            fail(item.future, one)
+            done = await commit_each(partial(self._commit, ctx), batch)
             fresh: list[RoomMessage] = []
             for item, result in done:
                 if isinstance(result, DomainError):
