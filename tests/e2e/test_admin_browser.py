@@ -4,7 +4,8 @@ One journey on one shared server: Bob (a normal user) gets a page without any tr
 panel (its script answers 403), reports Carol through the Report dialog from her buddy menu,
 and reports a private message of hers from its PM window with the text included (it is
 end-to-end encrypted: only then does the server see it); Alice (admin) opens the panel from
-the Messenger menu, resolves both reports (Bob is told the outcome),
+the Messenger menu, resolves both reports (Bob is told the outcome), sees new ones arrive
+live (the Reports tab reloads itself; on another tab its badge counts them),
 bans Carol with a reason (Carol's open page lands on the sign-in page, which shows the
 reason), closes registration (the sign-up page then refuses) and finds her actions in the
 audit log. Every tab is photographed, and the panel on a phone-sized window too.
@@ -56,6 +57,16 @@ async def open_tab(page: Page, name: str) -> None:
     await expect(page.locator(f'#admin-panel[data-tab="{name.split()[0].lower()}"]')).to_have_count(
         1
     )
+
+
+async def report_buddy(chat: Chat, username: str, reason: str) -> None:
+    """Report a buddy from their menu, as a user would."""
+    menu = await chat.buddy_menu(username)
+    await menu.locator('[data-command="report"]').click()
+    dialog = chat.page.locator("#report-dialog")
+    await dialog.get_by_label("What is wrong?").fill(reason)
+    await dialog.get_by_role("button", name="Send report").click()
+    await expect(dialog).to_be_hidden()
 
 
 async def shoot(page: Page, path: Path) -> None:
@@ -162,7 +173,7 @@ async def test_admin_panel_journey(
     panel = page.locator("#admin-panel")
     await expect(panel).to_be_visible()
     await expect(panel.get_by_role("tab")).to_have_text(
-        ["Dashboard", "Users", "Settings", "Rooms", "Reports", "Audit log"]
+        ["Dashboard", "Users", "Settings", "Rooms", "Reports2", "Audit log"]  # 2 open reports
     )
     await expect(panel.locator("#admin-online")).to_have_text("3")
     await expect(panel.locator("#admin-chart-signups svg rect")).not_to_have_count(0)
@@ -194,6 +205,21 @@ async def test_admin_panel_journey(
     await expect(panel.locator("#admin-reports-status")).to_contain_text("resolved")
     await expect(panel.locator("#admin-reports-empty")).to_be_visible()
     await expect(bob.notice).to_have_text("A moderator reviewed your report and muted the user.")
+    badge = panel.locator("#admin-reports-badge")
+    await expect(badge).to_be_hidden()  # none open
+
+    # --- live: new reports reach the panel without Refresh (report.new) -------------------------
+    await report_buddy(bob, CAROL.username, "Back at it: more spam links.")
+    await expect(reports).to_have_count(1)  # the Reports tab is showing: it reloaded itself
+    await expect(reports.first).to_contain_text("Back at it")
+    await expect(badge).to_have_text("1")
+    await open_tab(page, "Dashboard")
+    await report_buddy(carol, BOB.username, "He reported me for nothing.")
+    await expect(badge).to_have_text("2")  # on another tab: the count, marked new
+    await expect(badge).to_have_class("admin-tab__badge admin-tab__badge--new")
+    await expect(page.locator("#admin-dock .admin-dock__badge")).to_have_text("2")
+    await expect(panel.locator("#admin-open-reports")).to_have_text("2")
+    await shoot(page, output_dir / "reports-badge.png")
 
     # --- users: ban Carol with a reason; her page is sent to sign in ----------------------------
     await open_tab(page, "Users")
@@ -310,6 +336,7 @@ async def test_admin_panel_journey(
     await expect(panel).to_be_hidden()
     dock = page.locator("#admin-dock")
     await expect(dock).to_be_visible()
+    await expect(dock).to_have_attribute("title", "Admin panel, 2 open reports")
     await dock.click()
     await expect(panel).to_be_visible()
     await page.set_viewport_size({"width": 390, "height": 780})
@@ -326,8 +353,8 @@ async def test_admin_panel_journey(
     await bob.connected()
     await bob.menu("Messenger", "admin-panel")
     mod_panel = bob.page.locator("#admin-panel")
-    await expect(mod_panel.get_by_role("tab")).to_have_text(["Dashboard", "Rooms", "Reports"])
-    await expect(mod_panel.locator("#admin-open-reports")).to_have_text("0")
+    await expect(mod_panel.get_by_role("tab")).to_have_text(["Dashboard", "Rooms", "Reports2"])
+    await expect(mod_panel.locator("#admin-open-reports")).to_have_text("2")
     await shoot(bob.page, output_dir / "moderator-dashboard.png")
 
     pure = await page.evaluate(PURE_CHECKS)

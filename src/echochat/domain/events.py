@@ -33,6 +33,10 @@ __all__ = [
     "PresenceEvent",
     "PresenceSelfEvent",
     "ReceiptKind",
+    "ReportNewData",
+    "ReportNewEvent",
+    "ReportResolvedData",
+    "ReportResolvedEvent",
     "ResyncData",
     "ResyncEvent",
     "TypingEvent",
@@ -249,6 +253,35 @@ class ResyncEvent(_Model):
     data: ResyncData
 
 
+class ReportNewData(_Model):
+    id: int
+    kind: Literal["user", "dm", "room_message"]
+    open: int  # how many reports are open, this one included
+
+
+class ReportNewEvent(_Model):
+    """To every socket of every user holding ``reports:review``, after a report was filed.
+    Deliberately thin: never the reporter, the reported user, the reason or the excerpt (a
+    moderator fetches the queue, which checks the permission). The reporter's own outcome
+    event, ``report.update``, is in ``events_admin.py``."""
+
+    type: Literal["report.new"] = "report.new"
+    data: ReportNewData
+
+
+class ReportResolvedData(_Model):
+    id: int
+    open: int  # how many reports are still open
+
+
+class ReportResolvedEvent(_Model):
+    """To every socket of every user holding ``reports:review``, after a report was closed
+    (by any moderator), so that every panel's open count and queue follow."""
+
+    type: Literal["report.resolved"] = "report.resolved"
+    data: ReportResolvedData
+
+
 Event = Annotated[
     HelloEvent
     | PresenceEvent
@@ -263,6 +296,8 @@ Event = Annotated[
     | DmReceiptEvent
     | OfflineSummaryEvent
     | BuzzEvent
-    | ResyncEvent,
+    | ResyncEvent
+    | ReportNewEvent
+    | ReportResolvedEvent,
     Field(discriminator="type"),
 ]

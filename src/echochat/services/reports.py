@@ -10,7 +10,9 @@ Where the policy lives:
 - which action fits which report, and who may take it: :func:`_check_action`;
 - what a reviewer sees (:class:`ReportReview`) and what the reporter is told
   (:class:`ReportMine`, :data:`OUTCOMES`): the reporter never learns who the moderator was
-  or what they wrote, only what happened.
+  or what they wrote, only what happened;
+- what the reviewers are told live (:func:`_tell_reviewers`): ``report.new`` and
+  ``report.resolved`` carry an id, a kind and the open count, never who reported what.
 
 DMs are end-to-end encrypted: the server cannot read them, so a report carries plaintext
 only when the reporter chose to include an ``excerpt`` (their word, shown as such).
@@ -20,11 +22,20 @@ from __future__ import annotations
 
 import logging
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, cast, get_args
 
+from pydantic import BaseModel
+
 from echochat.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from echochat.domain.events import (
+    ReportNewData,
+    ReportNewEvent,
+    ReportResolvedData,
+    ReportResolvedEvent,
+)
 from echochat.domain.events_admin import (
     ReportAction,
     ReportStatus,
@@ -289,7 +300,8 @@ async def submit(
 ) -> ReportMine:
     """File a report. Refusals: 429 (rate limit, checked first), 422 (reason, excerpt,
     reporting yourself), 404 (unknown user, or a message that is not there or not yours to
-    report), 409 ``already_reported`` (an open report of yours on the same target)."""
+    report), 409 ``already_reported`` (an open report of yours on the same target). After the
+    commit the reviewers are told (``report.new``: its id, kind and the open count only)."""
     await limit(ctx, ctx.settings.rate_limit_report_account, "report", str(principal.user_id))
     clean_reason = _reason(reason)
     clean_excerpt = _excerpt(excerpt)
@@ -321,7 +333,25 @@ async def submit(
         row = await store.by_id(conn, report_id)
     assert row is not None
     log.info("report filed id=%d kind=%s", report_id, kind)
+    await _tell_reviewers(
+        ctx, lambda open_: ReportNewEvent(data=ReportNewData(id=report_id, kind=kind, open=open_))
+    )
     return _mine(row)
+
+
+async def _tell_reviewers(ctx: Context, make: Callable[[int], BaseModel]) -> None:
+    """After a commit: every socket of every holder of ``reports:review`` gets ``make(open
+    reports now)``, one bus round trip. Best effort: the report is committed whatever
+    happens here, so a failure is logged, not raised (a panel also reloads when shown and
+    when its socket reconnects)."""
+    try:
+        async with ctx.db.read() as conn:
+            reviewers = await user_store.holders_of(conn, "reports:review")
+            open_ = await store.count_open(conn)
+        if reviewers:
+            await notify.to_users_in_order(ctx, [(reviewers, make(open_))])
+    except Exception:
+        log.exception("report queue event not published; panels catch up when reloaded")
 
 
 async def mine(ctx: Context, principal: Principal) -> list[ReportMine]:
@@ -467,7 +497,8 @@ async def resolve(
     ip: str = "",
 ) -> ReportReview:
     """Dismiss a report or act on it (delete the message, mute or ban the reported user),
-    close it, audit ``report.resolve``, and tell the reporter (``report.update``).
+    close it, audit ``report.resolve``, tell the reporter (``report.update``) and the
+    reviewers (``report.resolved``, with the open count).
 
     One resolution of a report at a time (:func:`store.reviewing`, on every process): a
     second moderator waits, then finds it closed. Refusals: 404 ``report_not_found``, 409
@@ -506,4 +537,7 @@ async def resolve(
         await notify.to_user(ctx, done.reporter_id, event)
     except Exception:
         log.exception("report.update not published; the reporter sees it in /reports/mine")
+    await _tell_reviewers(
+        ctx, lambda open_: ReportResolvedEvent(data=ReportResolvedData(id=done.id, open=open_))
+    )
     return _review(done)

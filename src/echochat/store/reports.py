@@ -26,6 +26,7 @@ __all__ = [
     "ReportRow",
     "Reported",
     "by_id",
+    "count_open",
     "dm_for",
     "insert_txn",
     "lock_reporter_txn",
@@ -284,6 +285,14 @@ async def mine(conn: AsyncConnection, reporter_id: int, limit: int) -> list[Repo
         .limit(limit)
     )
     return [_row(r) for r in rows]
+
+
+async def count_open(conn: AsyncConnection) -> int:
+    """How many reports are open (the moderators' queue)."""
+    found = await conn.scalar(
+        select(func.count()).select_from(reports).where(reports.c.status == "open")
+    )
+    return int(found or 0)
 
 
 async def queue(

@@ -22,6 +22,7 @@ __all__ = [
     "by_username",
     "count_users",
     "count_with_role",
+    "holders_of",
     "insert_user_txn",
     "known_roles",
     "lock_role_txn",
@@ -88,6 +89,20 @@ async def permissions_of(conn: AsyncConnection, user_id: int) -> set[str]:
         .distinct()
     )
     return {p for (p,) in rows}
+
+
+async def holders_of(conn: AsyncConnection, permission: str) -> list[int]:
+    """The ids of the users not banned who hold ``permission`` through one of their roles,
+    ascending (e.g. who is told of a new report, ``reports:review``)."""
+    rows = await conn.execute(
+        select(role_assignments.c.user_id)
+        .join(role_permissions, role_permissions.c.role == role_assignments.c.role)
+        .join(users, users.c.id == role_assignments.c.user_id)
+        .where(role_permissions.c.permission == permission, users.c.banned_at.is_(None))
+        .distinct()
+        .order_by(role_assignments.c.user_id)
+    )
+    return [user_id for (user_id,) in rows]
 
 
 async def known_roles(conn: AsyncConnection) -> set[str]:

@@ -15,6 +15,11 @@ import { el } from "/static/js/ui/dom.js";
 const NARROW = "(max-width: 36rem)";
 const STORAGE_KEY = "echochat.admin.frame";
 
+/** @param {number} open */
+export function reportsText(open) {
+  return `${open} open report${open === 1 ? "" : "s"}`;
+}
+
 export class AdminFrame {
   /**
    * @param {HTMLElement} root the panel (templates: _admin_panel.html)
@@ -45,6 +50,13 @@ export class AdminFrame {
         el("span", { className: "dock__name", text: "Admin panel" }),
       ],
     );
+    // Reviewers: how many reports are open (panel.js keeps it current, setReports).
+    this.reports = 0;
+    this.reportsBadge = el("span", {
+      className: "dock__badge admin-dock__badge",
+      attrs: { "aria-hidden": "true", hidden: true },
+    });
+    this.dockButton.append(this.reportsBadge);
     const dock = document.getElementById("dock");
     dock?.insertBefore(this.dockButton, document.getElementById("dock-alerts"));
     this.dockButton.addEventListener("click", () => {
@@ -113,14 +125,34 @@ export class AdminFrame {
     this.dockButton.classList.toggle("dock__item--min", this.minimized);
     this.dockButton.classList.toggle("dock__item--active", this.isOpen);
     this.dockButton.setAttribute("aria-pressed", String(this.isOpen));
-    const label = this.minimized ? "Admin panel (minimized)" : "Admin panel";
+    const reports = this.reports > 0 ? `, ${reportsText(this.reports)}` : "";
+    const label = `${this.minimized ? "Admin panel (minimized)" : "Admin panel"}${reports}`;
     this.dockButton.setAttribute("aria-label", label);
+    this.dockButton.title = `Admin panel${reports}`;
     const empty = document.getElementById("dock-empty");
     const items = document.getElementById("dock-items");
     if (empty && items) {
       // "No open conversations" stays true; only its hint makes no sense beside the button.
       empty.classList.toggle("admin-dock--beside", shown);
     }
+  }
+
+  /**
+   * The open reports on the dock button: a badge (none at 0) and its label; `fresh` (a new
+   * report the moderator has not seen yet) blinks the button as an unread PM's does.
+   * @param {number} open
+   * @param {boolean} fresh
+   */
+  setReports(open, fresh) {
+    this.reports = open;
+    this.reportsBadge.hidden = open <= 0;
+    this.reportsBadge.textContent = String(open);
+    if (fresh) {
+      this.dockButton.classList.remove("dock__item--unread");
+      void this.dockButton.offsetWidth; // restart the blink
+      this.dockButton.classList.add("dock__item--unread");
+    }
+    this.showDock();
   }
 
   /** On top of the PM windows, which ui/pms.js stacks with growing z-indexes. */

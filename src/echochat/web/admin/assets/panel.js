@@ -12,8 +12,10 @@
 
 import { askConfirm as confirm } from "/static/js/ui/dialogs.js";
 import { extendMenu } from "/static/js/ui/menubar.js";
-import { AdminFrame } from "./frame.js";
-import { TABS, visibleTabs } from "./state.js";
+import { el } from "/static/js/ui/dom.js";
+import { AdminFrame, reportsText } from "./frame.js";
+import * as net from "./net.js";
+import { listOf, TABS, visibleTabs } from "./state.js";
 import { AuditTab } from "./tabs/audit.js";
 import { DashboardTab } from "./tabs/dashboard.js";
 import { ReportsTab } from "./tabs/reports.js";
@@ -45,6 +47,87 @@ function makeTab(name, show) {
     default:
       return null;
   }
+}
+
+// The chat page hands its socket's report events over with this window event (pages/chat.js):
+// detail {type: "report.new" | "report.resolved", data: {id, open, ...}} or {type: "resync"}
+// after a (re)connection or a resync, when some may have been missed.
+const REPORTS_EVENT = "echochat:reports";
+const COUNT_PAGE = 200; // the queue's largest page: more shows as "200+"
+
+/**
+ * Reviewers: the open reports' count on the Reports tab and the dock button, live. It is
+ * read once at start and after each (re)connection, then taken from the events; the list
+ * reloads itself when the Reports tab is showing.
+ * @param {AdminFrame} frame
+ * @param {HTMLButtonElement} button the Reports tab
+ * @param {ReportsTab} tab
+ * @param {() => boolean} showing whether the Reports tab is on screen
+ */
+function followReports(frame, button, tab, showing) {
+  const badge = el("span", {
+    className: "admin-tab__badge",
+    attrs: { id: "admin-reports-badge", hidden: true },
+  });
+  button.append(badge);
+  const state = { open: 0, seen: () => {} };
+  /**
+   * @param {number} open
+   * @param {boolean} fresh a report arrived that the moderator has not seen
+   * @param {boolean} [capped] there may be more than `open`
+   */
+  const show = (open, fresh, capped = false) => {
+    state.open = open;
+    badge.hidden = open <= 0;
+    badge.textContent = capped ? `${open}+` : String(open);
+    button.title = open > 0 ? reportsText(open) : "";
+    if (fresh) {
+      badge.classList.add("admin-tab__badge--new");
+    } else if (open <= 0) {
+      state.seen();
+    }
+    frame.setReports(open, fresh);
+    const card = document.getElementById("admin-open-reports");
+    if (card) {
+      card.textContent = badge.textContent;
+      card.dataset.count = String(open);
+    }
+  };
+  state.seen = () => {
+    badge.classList.remove("admin-tab__badge--new");
+  };
+  let counting = false;
+  const recount = async () => {
+    if (counting) {
+      return;
+    }
+    counting = true;
+    try {
+      const open = listOf(await net.reports("open", COUNT_PAGE), "reports").length;
+      show(open, false, open >= COUNT_PAGE);
+    } catch {
+      // offline or refused: the next event or reconnection corrects it
+    } finally {
+      counting = false;
+    }
+  };
+  window.addEventListener(REPORTS_EVENT, (event) => {
+    const { type, data } = /** @type {CustomEvent<{type: string, data?: any}>} */ (event).detail ?? {};
+    if (type === "resync") {
+      recount();
+      return;
+    }
+    if ((type !== "report.new" && type !== "report.resolved") || !Number.isInteger(data?.open)) {
+      return;
+    }
+    const onScreen = showing();
+    show(data.open, type === "report.new" && !onScreen);
+    if (onScreen) {
+      tab.refreshLive();
+    }
+  });
+  recount();
+  return state;
 }
 
 function start() {
@@ -80,6 +163,8 @@ function start() {
   } catch {
     saved = "";
   }
+  /** @type {{open: number, seen: () => void} | null} the open reports (reviewers only) */
+  let queue = null;
   let current = tabs.has(saved) ? saved : (buttons[0]?.dataset.tab ?? "");
 
   /**
@@ -110,6 +195,9 @@ function start() {
       }
     }
     root.dataset.tab = name;
+    if (name === "reports") {
+      queue?.seen();
+    }
     tabs.get(name)?.load();
   };
 
@@ -137,12 +225,22 @@ function start() {
   }
 
   const frame = new AdminFrame(root, { onOpen: () => select(current) });
+  const reports = tabs.get("reports");
+  const reportsButton = buttons.find((b) => b.dataset.tab === "reports");
+  if (reports instanceof ReportsTab && reportsButton) {
+    queue = followReports(frame, reportsButton, reports, () => frame.isOpen && current === "reports");
+  }
   extendMenu("messenger", () => [
     {
       label: "Admin panel…",
-      hint: TABS.filter((t) => tabs.has(t.name) && t.name !== "dashboard")
-        .map((t) => t.label)
-        .join(", "),
+      hint: [
+        queue && queue.open > 0 ? reportsText(queue.open) : "",
+        TABS.filter((t) => tabs.has(t.name) && t.name !== "dashboard")
+          .map((t) => t.label)
+          .join(", "),
+      ]
+        .filter(Boolean)
+        .join(" · "),
       command: "admin-panel",
       run: () => frame.open(),
     },

@@ -3,7 +3,8 @@
  * The Reports tab: the queue (GET /admin/reports?status=), filtered by status and kind, and
  * for each open report a resolution note and the actions (POST /admin/reports/{id}/resolve
  * with dismiss, delete the message, mute or ban the reported user). The reporter is told
- * the outcome by the server (`report.update`); the note stays with the moderators.
+ * the outcome by the server (`report.update`); the note stays with the moderators. A new or
+ * resolved report reloads the list while it is showing (panel.js, `refreshLive`).
  */
 
 import { byId, el } from "/static/js/ui/dom.js";
@@ -29,6 +30,8 @@ export class ReportsTab {
     this.filter.addEventListener("change", () => this.load());
     this.kind.addEventListener("change", () => this.load());
     byId("admin-reports-refresh", HTMLButtonElement).addEventListener("click", () => this.load());
+    this.stale = false; // the "queue has changed" notice is showing
+    this.resolving = 0; // resolutions in flight (each reloads the list when answered)
   }
 
   async load() {
@@ -39,9 +42,34 @@ export class ReportsTab {
       this.empty.hidden = shown.length > 0;
       this.empty.textContent =
         this.filter.value === "open" ? "Nothing to review. 🎉" : "No reports here.";
+      if (this.stale) {
+        this.stale = false;
+        setStatus(this.status, "");
+      }
     } catch (error) {
       setStatus(this.status, problemText(error), "error");
     }
+  }
+
+  /**
+   * The queue changed (report.new / report.resolved while this tab is showing): reload,
+   * unless the moderator is writing a note or has focus in the list, which a reload would
+   * throw away; then only say so (Refresh reloads).
+   */
+  async refreshLive() {
+    if (this.resolving > 0) {
+      return; // its own reload follows
+    }
+    const notes = [...this.list.querySelectorAll(".admin-report__note")];
+    const busy =
+      this.list.contains(document.activeElement) ||
+      notes.some((note) => note instanceof HTMLInputElement && note.value.trim() !== "");
+    if (busy) {
+      setStatus(this.status, "The queue has changed: Refresh to see it.", "info");
+      this.stale = true;
+      return;
+    }
+    await this.load();
   }
 
   /** @param {any} report */
@@ -154,13 +182,17 @@ export class ReportsTab {
    * @param {number | null} minutes for a mute
    */
   async resolve(report, action, note, minutes) {
+    this.resolving += 1;
     try {
       await net.resolveReport(report.id, action, note.trim(), minutes);
+      this.stale = false;
       setStatus(this.status, `Report #${report.id} resolved (${action}).`, "success");
       await this.load();
     } catch (error) {
       setStatus(this.status, problemText(error), "error");
       this.status.focus();
+    } finally {
+      this.resolving -= 1;
     }
   }
 }

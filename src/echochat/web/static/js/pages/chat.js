@@ -50,6 +50,17 @@ if (windowEl instanceof HTMLElement && windowEl.dataset.username) {
     openChat: (username) => messenger.pms.open(username),
     keys,
   });
+  // Reviewers (staff only, whose pages load the moderation tools) follow the reports queue
+  // through this window event, which imports nothing of this page (docs/security.md).
+  const handOver = (/** @type {string} */ type, /** @type {any} */ data) =>
+    window.dispatchEvent(new CustomEvent("echochat:reports", { detail: { type, data } }));
+  socket.on("event", ({ type, data }) => {
+    if (type === "report.new" || type === "report.resolved") {
+      handOver(type, data);
+    }
+  });
+  socket.on("ready", () => handOver("resync", {}));
+  socket.on("resynced", () => handOver("resync", {}));
   socket.start();
   keys.start();
   // Leaving the page closes the socket cleanly; coming back from the back/forward cache
