@@ -15,6 +15,8 @@ app instead of a real server.
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +24,7 @@ import httpx
 
 from echochat.client import EchoChatClient, e2ee
 from echochat.client.e2ee import DeviceKeys, KeyDirectory, Keyring
-from tests.wsutil import API, PASSWORD, Frame, Socket, User
+from tests.wsutil import API, PASSWORD, Frame, Server, Socket, User
 
 _ids = itertools.count(1)
 
@@ -159,3 +161,15 @@ async def get_conversations(http: httpx.AsyncClient, who: Person | User) -> list
     assert response.status_code == 200, response.text
     conversations: list[Frame] = response.json()["conversations"]
     return conversations
+
+
+@asynccontextmanager
+async def alice_and_bob(server: Server) -> AsyncIterator[tuple[Person, Person]]:
+    """Two people on ``server`` (see :func:`person`), their SDK clients closed afterwards."""
+    alice = await person(server.http, server.url, "alice")
+    bob = await person(server.http, server.url, "bob")
+    try:
+        yield alice, bob
+    finally:
+        await alice.aclose()
+        await bob.aclose()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.dmutil import Person, person, send
+from tests.dmutil import Person, alice_and_bob, person, send
 from tests.wsutil import Frame, MakeSettings, Server, Socket, serve
 
 PAGE = 5
@@ -26,11 +26,8 @@ async def server(make_settings: MakeSettings) -> AsyncIterator[Server]:
 
 @pytest.fixture
 async def pair(server: Server) -> AsyncIterator[tuple[Person, Person]]:
-    alice = await person(server.http, server.url, "alice")
-    bob = await person(server.http, server.url, "bob")
-    yield alice, bob
-    await alice.aclose()
-    await bob.aclose()
+    async with alice_and_bob(server) as both:
+        yield both
 
 
 class Client:

@@ -25,7 +25,7 @@ from echochat.bus import Bus, BusUnavailable
 from echochat.services import resync
 from echochat.store import sessions as session_store
 from echochat.store.tables import room_members
-from tests.dmutil import Person, dm_event, person, send
+from tests.dmutil import Person, alice_and_bob, dm_event, send
 from tests.roommsgutil import (
     add_member,
     make_room,
@@ -109,11 +109,8 @@ async def server(make_settings: MakeSettings) -> AsyncIterator[Server]:
 
 @pytest.fixture
 async def pair(server: Server) -> AsyncIterator[tuple[Person, Person]]:
-    alice = await person(server.http, server.url, "alice")
-    bob = await person(server.http, server.url, "bob")
-    yield alice, bob
-    await alice.aclose()
-    await bob.aclose()
+    async with alice_and_bob(server) as both:
+        yield both
 
 
 def scrape(server: Server) -> str:
