@@ -411,10 +411,11 @@ async def test_queue_shows_what_a_reviewer_needs_and_no_envelope(site: Site) -> 
     page = await site.queue(mod, limit=2)
     assert [r["id"] for r in page["reports"]] == [forged["id"], true_room["id"]]
     assert page["next_before"] == true_room["id"]
+    assert page["open"] == 4  # all of them, not only this page
     page = await site.queue(mod, limit=2, before=page["next_before"])
     assert [r["id"] for r in page["reports"]] == [dm_report["id"], user_report["id"]]
     page = await site.queue(mod, limit=2, before=page["next_before"])
-    assert page == {"reports": [], "next_before": None}
+    assert page == {"reports": [], "next_before": None, "open": 4}
     assert (await site.queue(mod, status="dismissed"))["reports"] == []
     assert (await site.queue(mod, status="actioned"))["reports"] == []
     for params in ({"status": "closed"}, {"limit": 0}, {"limit": 201}, {"before": 0}):

@@ -51,10 +51,11 @@ async def report_queue(
     limit: Annotated[int, Query(ge=1, le=reports.QUEUE_MAX)] = reports.QUEUE_LIMIT,
 ) -> ReportsQueueOut:
     """The reports with ``status``, newest first; page with ``before``."""
-    found = await reports.queue(ctx, principal, status=status, before=before, limit=limit)
+    found, open_ = await reports.queue(ctx, principal, status=status, before=before, limit=limit)
     return ReportsQueueOut(
         reports=found,
         next_before=found[-1].id if len(found) == limit else None,
+        open=open_,
     )
 
 

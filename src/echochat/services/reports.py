@@ -376,14 +376,16 @@ async def queue(
     status: ReportStatus = "open",
     before: int | None = None,
     limit: int = QUEUE_LIMIT,
-) -> list[ReportReview]:
-    """Reports with ``status``, newest first (page with ``before`` = the last id seen)."""
+) -> tuple[list[ReportReview], int]:
+    """Reports with ``status``, newest first (page with ``before`` = the last id seen), and
+    how many reports are open in all (the count the panel shows)."""
     _reviewer(principal)
     async with ctx.db.read() as conn:
         rows = await store.queue(
             conn, status=status, before=before, limit=max(1, min(limit, QUEUE_MAX))
         )
-    return [_review(r) for r in rows]
+        open_ = await store.count_open(conn)
+    return [_review(r) for r in rows], open_
 
 
 def _check_action(

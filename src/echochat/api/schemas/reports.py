@@ -49,3 +49,4 @@ class ReportsMineOut(BaseModel):
 class ReportsQueueOut(BaseModel):
     reports: list[ReportReview]
     next_before: int | None  # pass as ``before`` for the next (older) page; None: no more
+    open: int  # how many reports are open in all, whatever ``status`` was asked

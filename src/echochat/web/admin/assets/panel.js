@@ -15,7 +15,7 @@ import { extendMenu } from "/static/js/ui/menubar.js";
 import { el } from "/static/js/ui/dom.js";
 import { AdminFrame, reportsText } from "./frame.js";
 import * as net from "./net.js";
-import { listOf, TABS, visibleTabs } from "./state.js";
+import { openCount, TABS, visibleTabs } from "./state.js";
 import { AuditTab } from "./tabs/audit.js";
 import { DashboardTab } from "./tabs/dashboard.js";
 import { ReportsTab } from "./tabs/reports.js";
@@ -53,7 +53,6 @@ function makeTab(name, show) {
 // detail {type: "report.new" | "report.resolved", data: {id, open, ...}} or {type: "resync"}
 // after a (re)connection or a resync, when some may have been missed.
 const REPORTS_EVENT = "echochat:reports";
-const COUNT_PAGE = 200; // the queue's largest page: more shows as "200+"
 
 /**
  * Reviewers: the open reports' count on the Reports tab and the dock button, live. It is
@@ -74,12 +73,11 @@ function followReports(frame, button, tab, showing) {
   /**
    * @param {number} open
    * @param {boolean} fresh a report arrived that the moderator has not seen
-   * @param {boolean} [capped] there may be more than `open`
    */
-  const show = (open, fresh, capped = false) => {
+  const show = (open, fresh) => {
     state.open = open;
     badge.hidden = open <= 0;
-    badge.textContent = capped ? `${open}+` : String(open);
+    badge.textContent = String(open);
     button.title = open > 0 ? reportsText(open) : "";
     if (fresh) {
       badge.classList.add("admin-tab__badge--new");
@@ -103,8 +101,10 @@ function followReports(frame, button, tab, showing) {
     }
     counting = true;
     try {
-      const open = listOf(await net.reports("open", COUNT_PAGE), "reports").length;
-      show(open, false, open >= COUNT_PAGE);
+      const open = openCount(await net.reports("open", 1));
+      if (open !== null) {
+        show(open, false);
+      }
     } catch {
       // offline or refused: the next event or reconnection corrects it
     } finally {

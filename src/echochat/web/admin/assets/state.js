@@ -439,6 +439,16 @@ export function listOf(raw, ...keys) {
 // --- reports -------------------------------------------------------------------------------------
 
 /**
+ * How many reports are open in all, from a queue answer (GET /admin/reports: `open`).
+ * @param {any} raw
+ * @returns {number | null}
+ */
+export function openCount(raw) {
+  const open = raw?.open;
+  return Number.isInteger(open) && open >= 0 ? open : null;
+}
+
+/**
  * Who or what a report is about, in words.
  * @param {any} report a queue entry: `username` (the reported user), `message` ({sender, room_name})
  */

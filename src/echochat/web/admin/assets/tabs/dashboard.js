@@ -9,9 +9,7 @@ import { byId } from "/static/js/ui/dom.js";
 import { problemText, setStatus } from "/static/js/ui/forms.js";
 import { renderBarChart } from "../charts.js";
 import * as net from "../net.js";
-import { listOf, normalizeStats } from "../state.js";
-
-const REPORTS_PAGE = 100;
+import { normalizeStats, openCount } from "../state.js";
 
 export class DashboardTab {
   /** @param {{showTab: (name: string) => void}} deps */
@@ -24,7 +22,7 @@ export class DashboardTab {
     /** @type {Map<HTMLElement, ResizeObserver>} */
     this.observers = new Map();
     byId("admin-stats-refresh", HTMLButtonElement).addEventListener("click", () => this.load());
-    // Moderators and admins: how many reports wait (capped at one page of the queue).
+    // Moderators and admins: how many reports wait.
     this.openReports = document.getElementById("admin-open-reports");
     document
       .getElementById("admin-review-reports")
@@ -48,10 +46,9 @@ export class DashboardTab {
     }
     if (this.openReports) {
       try {
-        const queue = await net.reports("open", REPORTS_PAGE);
-        const count = listOf(queue, "reports").length;
-        this.openReports.textContent = count >= REPORTS_PAGE ? `${REPORTS_PAGE}+` : String(count);
-        this.openReports.dataset.count = String(count);
+        const count = openCount(await net.reports("open", 1));
+        this.openReports.textContent = count === null ? "?" : String(count);
+        this.openReports.dataset.count = String(count ?? "");
       } catch {
         this.openReports.textContent = "?";
       }
