@@ -371,7 +371,10 @@ async def test_a_membership_order_that_cannot_be_published_is_retried_as_a_rerea
     await server.wait_for(
         lambda: room not in server.hub.rooms_here(bob.user.id), "the re-read of bob's rooms"
     )
-    await say(alice_sock, room, "bob has gone")
+    gone = (await say(alice_sock, room, "bob has gone"))["message"]
+    # routed by now (to alice's socket, and to bob's had he still been in the index): a
+    # ping's reply on bob's socket comes after anything routed to it
+    assert (await room_event(alice_sock, gone["id"]))["text"] == "bob has gone"
     await bob_sock.assert_quiet(no_room_messages)
     assert [channel for channel, payload in flaky.published if payload == b"Q"] == [
         f"user:{bob.user.id}"
